@@ -1,0 +1,168 @@
+"""PASCAL VOC reader for the official VOCdevkit layout (VOC2007, VOC2012, and folders laid out alike).
+
+Box convention: annotations store 1-based inclusive pixel corners; :class:`VOCObject` holds them as
+continuous 0-based ``(x1, y1, x2, y2)`` = ``(xmin - 1, ymin - 1, xmax, ymax)``, the same frame in which
+detectors report boxes, so IoU needs no ``+1`` terms.
+
+Problems are collected, not raised: ids listed in the split with no image or annotation, XML that does not
+parse, objects of unknown classes. :class:`SkipReport` summarises them with a count and the first names.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from runtimes.errors import UserError
+from runtimes.metadata import VOC_CLASSES
+
+
+@dataclass
+class VOCObject:
+    name: str
+    box: Tuple[float, float, float, float]
+    difficult: bool
+
+
+@dataclass
+class VOCSample:
+    image_id: str
+    image_path: Path
+    objects: List[VOCObject]
+    width: int = 0
+    height: int = 0
+
+    def boxes(self) -> np.ndarray:
+        return np.array([o.box for o in self.objects], dtype=np.float32).reshape(-1, 4)
+
+
+@dataclass
+class SkipReport:
+    """Reasons things were skipped, each with the names involved (in order of discovery)."""
+
+    reasons: "OrderedDict[str, List[str]]" = field(default_factory=OrderedDict)
+
+    def add(self, reason: str, name: str) -> None:
+        self.reasons.setdefault(reason, []).append(name)
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in self.reasons.values())
+
+    def lines(self, show: int = 3) -> List[str]:
+        out = []
+        for reason, names in self.reasons.items():
+            more = f", ... (+{len(names) - show})" if len(names) > show else ""
+            out.append(f"{len(names)} {reason}: {', '.join(names[:show])}{more}")
+        return out
+
+
+def find_year_dir(root: Path, year: str) -> Path:
+    """Accept the folder holding VOCdevkit, VOCdevkit itself, or VOC<year> itself."""
+    root = Path(root)
+    for candidate in (root / "VOCdevkit" / f"VOC{year}", root / f"VOC{year}", root):
+        if (candidate / "Annotations").is_dir() or (candidate / "JPEGImages").is_dir():
+            return candidate
+    raise UserError(f"{root}: no VOCdevkit/VOC{year} with Annotations/ and JPEGImages/ under it; pass the "
+                    "folder that holds VOCdevkit (or --year for another VOC year)")
+
+
+def read_class_names(path: Path) -> List[str]:
+    names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if not names:
+        raise UserError(f"{path}: the classes file is empty; put one class name per line")
+    return names
+
+
+def parse_annotation(path: Path) -> Tuple[List[VOCObject], int, int]:
+    root = ET.parse(path).getroot()  # raises ET.ParseError on broken XML
+    size = root.find("size")
+    width = int(float(size.findtext("width", "0"))) if size is not None else 0
+    height = int(float(size.findtext("height", "0"))) if size is not None else 0
+    objects = []
+    for obj in root.iter("object"):
+        bb = obj.find("bndbox")
+        if bb is None:
+            continue
+        x1, y1, x2, y2 = (float(bb.findtext(k, "nan")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        objects.append(VOCObject(
+            name=(obj.findtext("name") or "").strip(),
+            box=(x1 - 1.0, y1 - 1.0, x2, y2),
+            difficult=(obj.findtext("difficult") or "0").strip() == "1",
+        ))
+    return objects, width, height
+
+
+class VOCDataset:
+    """The samples of one VOC split, in the order the split file lists them.
+
+    Args:
+        root: folder holding ``VOCdevkit`` (or VOCdevkit, or ``VOC<year>`` itself).
+        year: "2007", "2012", ...
+        split: a file name in ``ImageSets/Main`` without ``.txt`` ("test", "trainval", "train", "val").
+        class_names: the classes to keep (objects of other classes are reported and dropped). Default:
+            ``classes.txt`` beside Annotations when present, else VOC's 20 classes.
+    """
+
+    def __init__(self, root: Path, year: str = "2007", split: str = "test",
+                 class_names: Optional[Sequence[str]] = None) -> None:
+        self.year_dir = find_year_dir(Path(root), str(year))
+        self.split = split
+        classes_file = self.year_dir / "classes.txt"
+        if class_names is None:
+            class_names = read_class_names(classes_file) if classes_file.is_file() else list(VOC_CLASSES)
+        self.class_names = list(class_names)
+        self.skipped = SkipReport()
+        self.samples = self._load()
+
+    def _split_ids(self) -> List[str]:
+        split_file = self.year_dir / "ImageSets" / "Main" / f"{self.split}.txt"
+        if not split_file.is_file():
+            available = sorted(p.stem for p in (self.year_dir / "ImageSets" / "Main").glob("*.txt")
+                               if "_" not in p.stem)
+            raise UserError(f"{self.year_dir}: no split '{self.split}' (ImageSets/Main/{self.split}.txt); "
+                            f"available: {', '.join(available) or 'none'}")
+        return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+
+    def _load(self) -> List[VOCSample]:
+        known = set(self.class_names)
+        samples = []
+        for image_id in self._split_ids():
+            image_path = self.year_dir / "JPEGImages" / f"{image_id}.jpg"
+            xml_path = self.year_dir / "Annotations" / f"{image_id}.xml"
+            if not image_path.is_file():
+                self.skipped.add("listed in the split but have no image", image_id)
+                continue
+            if not xml_path.is_file():
+                self.skipped.add("listed in the split but have no annotation", image_id)
+                continue
+            try:
+                objects, width, height = parse_annotation(xml_path)
+            except (ET.ParseError, ValueError) as exc:
+                self.skipped.add(f"annotations that do not parse ({type(exc).__name__})", image_id)
+                continue
+            for obj in objects:
+                if obj.name not in known:
+                    self.skipped.add(f"objects of classes not in the class list ({obj.name})", image_id)
+            objects = [o for o in objects if o.name in known]
+            samples.append(VOCSample(image_id, image_path, objects, width, height))
+        return samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def label_of(self, name: str) -> int:
+        """1-based label (0 is the background), as detectors number classes."""
+        return self.class_names.index(name) + 1
+
+    def class_counts(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for sample in self.samples:
+            for obj in sample.objects:
+                counts[obj.name] = counts.get(obj.name, 0) + 1
+        return counts

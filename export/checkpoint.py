@@ -1,0 +1,149 @@
+"""Loading training checkpoints, which are untrusted input.
+
+Accepted: a torchvision state_dict; a training checkpoint dict wrapping one under ``model``,
+``state_dict`` or ``model_state_dict``; keys prefixed ``module.`` by DataParallel/DDP; safetensors files.
+``torch.load`` runs with ``weights_only=True``: a file that needs pickle to load (it holds arbitrary Python
+objects) is refused unless the caller passes ``allow_pickle=True`` (``--allow-pickle``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from export.architectures import ARCHITECTURES, build_model
+from runtimes.errors import UserError
+
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+SAFETENSORS_SUFFIXES = (".safetensors", ".st")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _torch_load(path: Path, allow_pickle: bool) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not allow_pickle:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UserError(
+                f"{path}: this checkpoint needs pickle to load (it stores Python objects, not only tensors: "
+                f"{first[:120]}); re-save it as a state_dict, or pass --allow-pickle if you trust its source"
+            ) from None
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: corrupt or truncated checkpoint ({reason[:160]}); re-copy or re-save it") from None
+
+
+def _load_safetensors(path: Path) -> Dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: corrupt or truncated safetensors file ({exc}); re-copy or re-save it") from None
+
+
+def _unwrap(obj: object, path: Path) -> Dict[str, torch.Tensor]:
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    if isinstance(obj, dict):
+        for key in WRAPPER_KEYS:
+            if key in obj and isinstance(obj[key], (dict, torch.nn.Module)):
+                return _unwrap(obj[key], path)
+        tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+        if tensors:
+            prefix = "module."
+            if all(k.startswith(prefix) for k in tensors):
+                tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+            return tensors
+    raise UserError(f"{path}: no state_dict found (expected tensors, or a dict with one of "
+                    f"{', '.join(WRAPPER_KEYS)}); is this a model checkpoint?")
+
+
+def load_state_dict(path: Path, allow_pickle: bool = False) -> Dict[str, torch.Tensor]:
+    """The model weights in ``path`` as a flat state_dict; :class:`UserError` for unusable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint file; check the path given to --checkpoint")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: the checkpoint file is empty (0 bytes); re-copy or re-save it")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    # safetensors begins with an 8-byte header length followed by '{'.
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES or head[8:9] == b"{":
+        return _load_safetensors(path)
+    return _unwrap(_torch_load(path, allow_pickle), path)
+
+
+def _class_count(state: Dict[str, torch.Tensor], arch: str) -> Optional[int]:
+    """Classes a checkpoint was trained for, read off its first classification conv."""
+    model = build_model(arch, 2)
+    for key, ref in model.state_dict().items():
+        if key.startswith("head.classification_head") and key.endswith("weight") and key in state:
+            anchors = ref.shape[0] // 2
+            return int(state[key].shape[0]) // anchors if anchors else None
+    return None
+
+
+def _guess_arch(state: Dict[str, torch.Tensor], exclude: str) -> Optional[str]:
+    keys = set(state)
+    best, best_overlap = None, 0.0
+    for arch in ARCHITECTURES:
+        if arch == exclude:
+            continue
+        theirs = set(build_model(arch, 2).state_dict())
+        overlap = len(keys & theirs) / max(1, len(keys | theirs))
+        if overlap > best_overlap:
+            best, best_overlap = arch, overlap
+    return best if best_overlap > 0.9 else None
+
+
+def load_checkpoint(path: Path, arch: str, num_classes: int, allow_pickle: bool = False) -> torch.nn.Module:
+    """``arch`` with ``num_classes`` classes and the checkpoint's weights, in eval mode."""
+    try:
+        model = build_model(arch, num_classes)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    state = load_state_dict(path, allow_pickle)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected:
+        guess = _guess_arch(state, arch)
+        cause = (f"it looks like a {guess} checkpoint: pass --arch {guess}" if guess
+                 else "wrong --arch, or not an SSD checkpoint")
+        keys = ", ".join((missing or unexpected)[:3])
+        raise UserError(f"{path}: does not fit {arch} ({len(missing)} missing, {len(unexpected)} unexpected "
+                        f"keys, e.g. {keys}); likely cause: {cause}")
+    if mismatched:
+        trained = _class_count(state, arch)
+        cause = (f"wrong --num-classes: the checkpoint has {trained} classes (background included), "
+                 f"not {num_classes}" if trained and trained != num_classes else "wrong --arch or --num-classes")
+        first = mismatched[0]
+        raise UserError(f"{path}: shape mismatch for {arch} in {len(mismatched)} tensors, e.g. {first} "
+                        f"{tuple(state[first].shape)} vs {tuple(expected[first].shape)}; likely cause: {cause}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    return model.eval()
+
+
+def checkpoint_class_count(path: Path, arch: str, allow_pickle: bool = False) -> Optional[int]:
+    """Classes (background included) of a checkpoint for ``arch``, for defaulting --num-classes."""
+    return _class_count(load_state_dict(path, allow_pickle), arch)
+
+
+__all__: List[str] = ["load_checkpoint", "load_state_dict", "sha256_file", "checkpoint_class_count"]

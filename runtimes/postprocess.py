@@ -1,0 +1,154 @@
+"""The ONE post-processor: raw SSD outputs of any runtime -> :class:`Detections` in image pixels.
+
+Same results as torchvision's ``SSD.postprocess_detections`` followed by its transform's box rescaling
+(softmax, per-class score threshold and top-k candidates, box decoding, clipping, class-wise NMS, best
+``max_detections``), computed differently so that it is fast in numpy:
+
+* candidates are picked for all classes at once (one threshold mask; one ``argpartition`` over the anchor
+  axis only when some class has more than ``topk_candidates`` above the threshold);
+* only the picked anchors are decoded (hundreds, not 8732 x classes);
+* class-wise NMS is one call of OpenCV's C++ NMS on class-offset boxes (the "coordinate trick" of
+  torchvision's ``batched_nms``, in float64 so the offsets cost no precision), stopping after
+  ``max_detections`` boxes are kept.
+
+No Python loop runs over boxes or classes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from runtimes.anchors import default_boxes
+from runtimes.detections import Detections
+from runtimes.metadata import ModelMetadata
+
+# torchvision's BoxCoder clamps dw/dh so exp() stays finite: log(1000 / 16).
+BBOX_XFORM_CLIP = np.float32(math.log(1000.0 / 16))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, float32, as torch computes it (max-subtracted)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=-1, keepdims=True)
+    return shifted
+
+
+class SSDPostprocessor:
+    """Turn one image's slice of the network outputs into detections.
+
+    Thresholds default to the model's metadata (torchvision's defaults for the architecture) and can be
+    overridden per instance: ``score_threshold`` (keep scores strictly above), ``iou_threshold`` (NMS
+    suppresses IoU strictly above), ``topk_candidates`` (per class, before NMS), ``max_detections``.
+    """
+
+    def __init__(self, meta: ModelMetadata, *, score_threshold: Optional[float] = None,
+                 iou_threshold: Optional[float] = None, topk_candidates: Optional[int] = None,
+                 max_detections: Optional[int] = None) -> None:
+        self.meta = meta
+        self.score_threshold = meta.score_threshold if score_threshold is None else float(score_threshold)
+        self.iou_threshold = meta.iou_threshold if iou_threshold is None else float(iou_threshold)
+        self.topk_candidates = meta.topk_candidates if topk_candidates is None else int(topk_candidates)
+        self.max_detections = meta.max_detections if max_detections is None else int(max_detections)
+        self.input_size = (meta.input_height, meta.input_width)
+        if meta.output_format == "raw":
+            assert meta.anchors is not None  # validated with the metadata
+            anchors = default_boxes(meta.anchors, meta.input_height, meta.input_width)
+            self._anchor_wh = anchors[:, 2:] - anchors[:, :2]
+            self._anchor_ctr = anchors[:, :2] + np.float32(0.5) * self._anchor_wh
+            self._coder_weights = np.asarray(meta.box_coder_weights, dtype=np.float32)
+
+    # -- the pieces -----------------------------------------------------------------------------------
+
+    def _candidates(self, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(anchor index, label, score) of every per-class top-k score above the threshold."""
+        fg = scores[:, 1:]
+        above = fg > self.score_threshold
+        if above.sum(axis=0).max(initial=0) > self.topk_candidates:
+            k = self.topk_candidates
+            top = np.argpartition(-fg, k - 1, axis=0)[:k]  # (k, C-1): the k best anchors of every class
+            top_scores = np.take_along_axis(fg, top, axis=0)
+            keep = top_scores > self.score_threshold
+            _, cls = np.nonzero(keep)
+            return top[keep], cls + 1, top_scores[keep]
+        anchor_idx, cls = np.nonzero(above)
+        return anchor_idx, cls + 1, fg[anchor_idx, cls]
+
+    def _decode(self, offsets: np.ndarray, anchor_idx: np.ndarray) -> np.ndarray:
+        """torchvision ``BoxCoder.decode_single`` for the selected anchors, clipped to the input."""
+        rel = offsets / self._coder_weights
+        wh = self._anchor_wh[anchor_idx]
+        ctr = rel[:, :2] * wh + self._anchor_ctr[anchor_idx]
+        size = np.exp(np.minimum(rel[:, 2:], BBOX_XFORM_CLIP)) * wh
+        half = np.float32(0.5) * size
+        boxes = np.concatenate([ctr - half, ctr + half], axis=1)
+        return self._clip(boxes)
+
+    def _clip(self, boxes: np.ndarray) -> np.ndarray:
+        height, width = self.input_size
+        np.clip(boxes[:, 0::2], 0, width, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, height, out=boxes[:, 1::2])
+        return boxes
+
+    def _nms(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Indices kept by class-wise NMS, by decreasing score, at most ``max_detections``."""
+        if len(scores) == 0:
+            return np.zeros(0, dtype=np.int64)
+        # Zero-area boxes (clipped away entirely) overlap nothing: torchvision keeps them all, whereas
+        # OpenCV would call two of them identical. Keep them aside.
+        wh = (boxes[:, 2:] - boxes[:, :2]).astype(np.float64)
+        degenerate = (wh <= 0).any(axis=1)
+        solid = np.flatnonzero(~degenerate)
+        offset = labels[solid].astype(np.float64) * (max(self.input_size) + 1.0)
+        rects = np.column_stack([boxes[solid, 0] + offset, boxes[solid, 1] + offset, wh[solid]])
+        kept = cv2.dnn.NMSBoxes(rects, scores[solid].astype(np.float32), 0.0, self.iou_threshold,
+                                top_k=self.max_detections)
+        keep = np.concatenate([solid[np.asarray(kept, dtype=np.int64).reshape(-1)], np.flatnonzero(degenerate)])
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        return keep[: self.max_detections]
+
+    def _to_image(self, boxes: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
+        ratio = (np.asarray(image_size, dtype=np.float32) / np.asarray(self.input_size, dtype=np.float32))
+        return (boxes * np.array([ratio[1], ratio[0], ratio[1], ratio[0]], dtype=np.float32)).astype(np.float32)
+
+    # -- the whole ------------------------------------------------------------------------------------
+
+    def __call__(self, outputs: Mapping[str, np.ndarray], image_size: Tuple[int, int], index: int = 0) -> Detections:
+        """Detections of image ``index`` of the batch.
+
+        Args:
+            outputs: the network outputs by name, each with a leading batch axis: ``bbox_regression``
+                (B, N, 4) and ``cls_logits`` (B, N, C) for "raw" models; ``boxes`` (B, N, 4, normalised
+                corners) and ``scores`` (B, N, C, probabilities) for "decoded" ones; the four
+                EfficientNMS outputs for "nms" ones.
+            image_size: (height, width) of the original image, to which boxes are scaled.
+        """
+        fmt = self.meta.output_format
+        if fmt == "nms":
+            return self._from_nms(outputs, image_size, index)
+        if fmt == "raw":
+            scores = softmax(np.asarray(outputs["cls_logits"][index], dtype=np.float32))
+        else:
+            scores = np.asarray(outputs["scores"][index], dtype=np.float32)
+        anchor_idx, labels, cand_scores = self._candidates(scores)
+        if fmt == "raw":
+            boxes = self._decode(np.asarray(outputs["bbox_regression"][index][anchor_idx], np.float32), anchor_idx)
+        else:
+            height, width = self.input_size
+            corners = np.asarray(outputs["boxes"][index][anchor_idx], dtype=np.float32)
+            boxes = self._clip(corners * np.array([width, height, width, height], dtype=np.float32))
+        keep = self._nms(boxes, cand_scores, labels)
+        return Detections(self._to_image(boxes[keep], image_size), cand_scores[keep].astype(np.float32),
+                          labels[keep].astype(np.int64), self.meta.class_names)
+
+    def _from_nms(self, outputs: Mapping[str, np.ndarray], image_size: Tuple[int, int], index: int) -> Detections:
+        count = int(np.asarray(outputs["num_detections"][index]).reshape(-1)[0])
+        scores = np.asarray(outputs["detection_scores"][index][:count], dtype=np.float32)
+        keep = np.flatnonzero(scores > self.score_threshold)[: self.max_detections]
+        boxes = self._clip(np.asarray(outputs["detection_boxes"][index][:count][keep], dtype=np.float32).copy())
+        labels = np.asarray(outputs["detection_classes"][index][:count][keep]).astype(np.int64)
+        return Detections(self._to_image(boxes, image_size), scores[keep], labels, self.meta.class_names)

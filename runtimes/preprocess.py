@@ -1,0 +1,51 @@
+"""The ONE preprocessing function: BGR uint8 frame -> network input, as the metadata describes it.
+
+Every runtime, the calibrators and the evaluator call :func:`preprocess`, so INT8 calibration sees
+exactly the tensors inference will see.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import cv2
+import numpy as np
+
+from runtimes.metadata import ModelMetadata
+
+
+class Preprocessor:
+    """Resize (stretch, bilinear), reorder channels, ``(x - mean) / std``, HWC -> NCHW float32.
+
+    Call it on a (H, W, 3) uint8 BGR image; it returns (1, 3, input_height, input_width) float32.
+    """
+
+    def __init__(self, meta: ModelMetadata) -> None:
+        self.size = (meta.input_width, meta.input_height)  # cv2 order
+        self.swap_rb = meta.channel_order == "RGB"
+        # (x - mean) / std as one multiply-add; mean/std are in the model's channel order.
+        std = np.asarray(meta.std, dtype=np.float32)
+        self.scale = (1.0 / std).astype(np.float32)
+        self.bias = (-np.asarray(meta.mean, dtype=np.float32) / std).astype(np.float32)
+
+    def resize(self, image_bgr: np.ndarray) -> np.ndarray:
+        """The resized uint8 frame in the model's channel order, (H, W, 3); for runtimes that normalise
+        inside the graph."""
+        check_image(image_bgr)
+        resized = cv2.resize(image_bgr, self.size, interpolation=cv2.INTER_LINEAR)
+        return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if self.swap_rb else resized
+
+    def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
+        resized = self.resize(image_bgr).astype(np.float32)
+        normalised = resized * self.scale + self.bias
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1))[None]
+
+
+def check_image(image: np.ndarray) -> Tuple[int, int]:
+    """(height, width) of a valid BGR uint8 frame; ValueError that says what is wrong otherwise."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {desc}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError("empty image")
+    return int(image.shape[0]), int(image.shape[1])
