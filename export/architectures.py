@@ -2,7 +2,7 @@
 
 ``ssd300_vgg16`` and ``ssdlite320_mobilenet_v3_large`` are torchvision's models as it defines them;
 ``ssd512_vgg16`` is the paper's SSD512 assembled from the same blocks: VGG16 with the extra conv12_2 block
-(torchvision's ``highres`` extractor), 7 feature maps of 64/32/16/8/4/2/1 cells and 24564 default boxes,
+(torchvision's ``highres`` extractor, strided as in the paper), 7 feature maps of 64/32/16/8/4/2/1 cells and 24564 default boxes,
 with the Caffe SSD512 box sizes (20.48 ... 542.72 px, i.e. scales 0.04 ... 1.06) and steps.
 
 Everything about a model that the runtimes need later (input size, normalisation, anchors, box coder,
@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models import vgg16
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
-from torchvision.models.detection.ssd import SSD, _vgg_extractor
+from torchvision.models.detection.ssd import SSD, _vgg_extractor, _xavier_init
 
 from runtimes.metadata import AnchorConfig, ModelMetadata
 
@@ -33,6 +33,14 @@ def _ssdlite320(num_classes: int) -> SSD:
 
 def _ssd512_vgg16(num_classes: int) -> SSD:
     backbone = _vgg_extractor(vgg16(weights=None), highres=True, trainable_layers=5)
+    # torchvision's highres extras keep SSD300's valid 3x3 convs (maps 64/32/16/8/6/4/1, 24732 boxes).
+    # The paper's SSD512 strides conv10_2 and conv11_2 (pad 1) and ends with a 4x4 conv12_2 (pad 1):
+    # maps 64/32/16/8/4/2/1. Only stride/padding change, so the state_dict keys and shapes stay.
+    extra = backbone.extra  # extra[0] is pool5 + fc6/fc7; then conv8_2 ... conv12_2
+    extra[3][2] = nn.Conv2d(128, 256, kernel_size=3, stride=2, padding=1)  # conv10_2
+    extra[4][2] = nn.Conv2d(128, 256, kernel_size=3, stride=2, padding=1)  # conv11_2
+    extra[5][2] = nn.Conv2d(128, 256, kernel_size=4, padding=1)  # conv12_2
+    _xavier_init(extra[3:])
     anchor_generator = DefaultBoxGenerator(
         [[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]],
         scales=[0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9, 1.06],

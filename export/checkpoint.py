@@ -8,27 +8,19 @@ objects) is refused unless the caller passes ``allow_pickle=True`` (``--allow-pi
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 
 from export.architectures import ARCHITECTURES, build_model
 from runtimes.errors import UserError
+from runtimes.hashing import sha256_file
 
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 SAFETENSORS_SUFFIXES = (".safetensors", ".st")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _torch_load(path: Path, allow_pickle: bool) -> object:
@@ -144,6 +136,3 @@ def load_checkpoint(path: Path, arch: str, num_classes: int, allow_pickle: bool 
 def checkpoint_class_count(path: Path, arch: str, allow_pickle: bool = False) -> Optional[int]:
     """Classes (background included) of a checkpoint for ``arch``, for defaulting --num-classes."""
     return _class_count(load_state_dict(path, allow_pickle), arch)
-
-
-__all__: List[str] = ["load_checkpoint", "load_state_dict", "sha256_file", "checkpoint_class_count"]

@@ -58,7 +58,8 @@ def export_checkpoint(checkpoint: Path, arch: str, output: Path, num_classes: Op
     import torch
 
     from export.architectures import ARCHITECTURES, RawHeadOutputs, describe
-    from export.checkpoint import checkpoint_class_count, load_checkpoint, sha256_file
+    from export.checkpoint import checkpoint_class_count, load_checkpoint
+    from runtimes.hashing import sha256_file
     from export.onnx_model import DEFAULT_OPSET, save_checked, simplify, write_metadata
     from runtimes.atomic import atomic_outputs, check_output_dir
 
@@ -139,7 +140,7 @@ def convert_foreign_onnx(onnx_in: Path, output: Path, classes_file: Optional[Pat
     import onnx
     from onnx import version_converter
 
-    from export.checkpoint import sha256_file
+    from runtimes.hashing import sha256_file
     from export.onnx_model import load_onnx, read_metadata, save_checked, simplify, write_metadata
     from runtimes.atomic import check_output_dir
 

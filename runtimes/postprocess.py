@@ -8,8 +8,7 @@ Same results as torchvision's ``SSD.postprocess_detections`` followed by its tra
   axis only when some class has more than ``topk_candidates`` above the threshold);
 * only the picked anchors are decoded (hundreds, not 8732 x classes);
 * class-wise NMS is one call of OpenCV's C++ NMS on class-offset boxes (the "coordinate trick" of
-  torchvision's ``batched_nms``, in float64 so the offsets cost no precision), stopping after
-  ``max_detections`` boxes are kept.
+  torchvision's ``batched_nms``, in float64 so the offsets cost no precision).
 
 No Python loop runs over boxes or classes.
 """
@@ -105,8 +104,8 @@ class SSDPostprocessor:
         solid = np.flatnonzero(~degenerate)
         offset = labels[solid].astype(np.float64) * (max(self.input_size) + 1.0)
         rects = np.column_stack([boxes[solid, 0] + offset, boxes[solid, 1] + offset, wh[solid]])
-        kept = cv2.dnn.NMSBoxes(rects, scores[solid].astype(np.float32), 0.0, self.iou_threshold,
-                                top_k=self.max_detections)
+        # (OpenCV's top_k caps the candidates, not the boxes kept: leave it off and cut afterwards.)
+        kept = cv2.dnn.NMSBoxes(rects, scores[solid].astype(np.float32), 0.0, self.iou_threshold)
         keep = np.concatenate([solid[np.asarray(kept, dtype=np.int64).reshape(-1)], np.flatnonzero(degenerate)])
         keep = keep[np.argsort(-scores[keep], kind="stable")]
         return keep[: self.max_detections]

@@ -1,0 +1,35 @@
+"""Progress bars for long work: tqdm when installed (and the output is a terminal or forced), else a
+line every few seconds, so logs of non-interactive runs (CI, ssh, systemd) stay readable."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Iterable, Iterator, Optional, TypeVar
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], total: Optional[int] = None, desc: str = "", enabled: bool = True,
+             every_s: float = 5.0) -> Iterator[T]:
+    if not enabled:
+        yield from items
+        return
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+
+            yield from tqdm(items, total=total, desc=desc, unit="img", leave=False)
+            return
+        except ImportError:
+            pass
+    start = last = time.monotonic()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= every_s:
+            last = now
+            of = f"/{total}" if total else ""
+            print(f"  {desc}: {done}{of} ({done / (now - start):.1f}/s)", file=sys.stderr, flush=True)

@@ -1,0 +1,141 @@
+"""OpenVINO: the CPU deployment runtime (also GPU/NPU by device name).
+
+The normalisation is folded into the compiled graph with OpenVINO's PrePostProcessor: the host only
+resizes the uint8 frame (the shared :class:`Preprocessor`'s resize, channel order included) and hands the
+uint8 NHWC tensor over; the graph converts to float, subtracts the mean, divides by the std and transposes
+to NCHW, in the same order of operations as the shared preprocessing. That saves a float copy of the frame
+on the host and lets OpenVINO fuse the arithmetic into the first convolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from runtimes.detections import Detections
+from runtimes.detector import Detector
+from runtimes.errors import UserError
+from runtimes.metadata import METADATA_KEY, ModelMetadata
+from runtimes.preprocess import check_image
+
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
+
+
+def _import_openvino():  # type: ignore[no-untyped-def]
+    try:
+        import openvino as ov
+    except ImportError:
+        raise UserError("OpenVINO is not installed: pip install openvino") from None
+    return ov
+
+
+def read_metadata(model: Any, path: str) -> ModelMetadata:
+    """The SSD metadata of an OpenVINO model (IR ``rt_info``, or an ONNX file's ``metadata_props``)."""
+    if model.has_rt_info([METADATA_KEY]):
+        return ModelMetadata.from_json(model.get_rt_info([METADATA_KEY]).astype(str), path)
+    if path.lower().endswith(".onnx"):
+        try:
+            import onnx
+        except ImportError:
+            raise UserError(f"{path}: reading an ONNX file's metadata needs the onnx package "
+                            "(pip install onnx), or convert it to IR with export/build_engine.py") from None
+        for prop in onnx.load(path, load_external_data=False).metadata_props:
+            if prop.key == METADATA_KEY:
+                return ModelMetadata.from_json(prop.value, path)
+    raise UserError(f"{path}: no SSD metadata in this model; build it with python export/build_engine.py "
+                    "--target openvino")
+
+
+class OpenVINODetector(Detector):
+    """Runs an OpenVINO IR (``.xml`` + ``.bin``) or an ``.onnx`` file with OpenVINO.
+
+    Args:
+        device: "CPU" (default), "GPU", "NPU", "AUTO", ... passed through to OpenVINO.
+        hint: "latency" (default; one request at a time) or "throughput" (for :meth:`run_async`).
+        cache_dir: OpenVINO's compiled-model cache folder (faster second start); None disables it.
+        fold_preprocessing: normalise inside the graph (default True); False feeds the shared
+            preprocessing's float32 NCHW tensor instead.
+        threads: CPU inference threads (default: OpenVINO's choice).
+    """
+
+    backend = "openvino"
+
+    def __init__(self, path: str, *, device: str = "CPU", hint: str = "latency", cache_dir: Optional[str] = None,
+                 fold_preprocessing: bool = True, threads: Optional[int] = None, **thresholds: Any) -> None:
+        ov = _import_openvino()
+        if hint not in HINTS:
+            raise UserError(f"unknown performance hint '{hint}': choose one of {', '.join(HINTS)}")
+        self.core = ov.Core()
+        try:
+            model = self.core.read_model(path)
+        except RuntimeError as exc:
+            raise UserError(f"{path}: OpenVINO cannot read it ({str(exc).strip().splitlines()[0][:160]}); "
+                            "rebuild it with python export/build_engine.py --target openvino") from None
+        super().__init__(read_metadata(model, path), path, **thresholds)
+        self.folded = fold_preprocessing
+        if fold_preprocessing:
+            model = self._fold_preprocessing(ov, model)
+        config: Dict[str, Any] = {"PERFORMANCE_HINT": HINTS[hint]}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if cache_dir:
+            self.core.set_property({"CACHE_DIR": str(cache_dir)})
+        try:
+            self.compiled = self.core.compile_model(model, device, config)
+        except RuntimeError as exc:
+            available = ", ".join(self.core.available_devices)
+            raise UserError(f"OpenVINO cannot compile {path} for '{device}' ({str(exc).strip().splitlines()[0][:120]});"
+                            f" available devices: {available}") from None
+        self._device = device
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        self.request = self.compiled.create_infer_request()
+
+    def _fold_preprocessing(self, ov, model):  # type: ignore[no-untyped-def]
+        from openvino.preprocess import PrePostProcessor
+
+        ppp = PrePostProcessor(model)
+        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        ppp.input().preprocess().convert_element_type(ov.Type.f32).mean(list(self.meta.mean)).scale(
+            list(self.meta.std))
+        return ppp.build()
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def prepare(self, image_bgr: np.ndarray) -> np.ndarray:
+        if self.folded:
+            return self.preprocessor.resize(image_bgr)[None]  # (1, H, W, 3) uint8, model channel order
+        return self.preprocessor(image_bgr)
+
+    def infer(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        self.request.infer({0: batch})
+        return {name: self.request.get_output_tensor(i).data.copy() for i, name in enumerate(self.output_names)}
+
+    def run_async(self, frames: List[np.ndarray], jobs: int = 0,
+                  on_result: Optional[Callable[[int, Detections], None]] = None) -> List[Detections]:
+        """Detect on many frames with an ``AsyncInferQueue`` of ``jobs`` requests (0: OpenVINO's optimal
+        number for the hint); results come back in frame order."""
+        ov = _import_openvino()
+        queue = ov.AsyncInferQueue(self.compiled, jobs)
+        results: List[Optional[Detections]] = [None] * len(frames)
+
+        def done(request, index: int) -> None:  # type: ignore[no-untyped-def]
+            outputs = {name: request.get_output_tensor(i).data for i, name in enumerate(self.output_names)}
+            results[index] = self.postprocessor(outputs, frames[index].shape[:2])
+            if on_result is not None:
+                on_result(index, results[index])  # type: ignore[arg-type]
+
+        queue.set_callback(done)
+        for index, frame in enumerate(frames):
+            check_image(frame)
+            queue.start_async({0: self.prepare(frame)}, index)
+        queue.wait_all()
+        return [r for r in results if r is not None]
+
+
+def ir_paths(xml: Path) -> List[Path]:
+    return [Path(xml), Path(xml).with_suffix(".bin")]
