@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtimes.cli import run_cli  # noqa: E402
+from runtimes.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

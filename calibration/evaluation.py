@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
+import numpy as np
+
 from calibration.images import UnreadableImage, read_image
 from calibration.progress import progress
 from calibration.voc import SkipReport, VOCDataset
 from calibration.voc_map import GroundTruth, ImageDetections, MapResult, evaluate
 from runtimes.detector import Detector
 from runtimes.errors import UserError
-
-import numpy as np
 
 
 def ground_truth(dataset: VOCDataset) -> Dict[str, GroundTruth]:

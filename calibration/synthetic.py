@@ -43,8 +43,8 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     tilt = rng.uniform(-60, 60, size=(2, 3))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     image = base + (xx[..., None] / width) * tilt[0] + (yy[..., None] / height) * tilt[1]
-    noise = rng.normal(0, 1, size=(height // 8 + 1, width // 8 + 1, 3)).astype(np.float32)
-    noise = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    coarse = rng.normal(0, 1, size=(height // 8 + 1, width // 8 + 1, 3)).astype(np.float32)
+    noise = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     image = image + noise * rng.uniform(8, 25) + rng.normal(0, 4, size=image.shape)
     image = np.clip(image, 0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(0, 6))):
@@ -59,6 +59,7 @@ def _shape_polygon(kind: str, box: Box, rng: np.random.Generator) -> np.ndarray 
     """Polygon of a shape that touches all four sides of ``box`` (None for the ellipse)."""
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
+    pts: List[Tuple[float, float]]
     if kind == "rectangle":
         pts = [(0, 0), (1, 0), (1, 1), (0, 1)]
     elif kind == "triangle":

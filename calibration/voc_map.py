@@ -34,11 +34,8 @@ def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def average_precision(recall: np.ndarray, precision: np.ndarray, metric: str = "voc07") -> float:
     """AP of a precision/recall curve (arrays in detection order)."""
     if metric == "voc07":
-        ap = 0.0
-        for t in np.linspace(0.0, 1.0, 11):
-            above = precision[recall >= t]
-            ap += (above.max() if above.size else 0.0) / 11.0
-        return float(ap)
+        best = [precision[recall >= t].max(initial=0.0) for t in np.linspace(0.0, 1.0, 11)]
+        return float(sum(best) / 11.0)  # sum first: a perfect curve scores exactly 1.0
     if metric == "voc12":
         mrec = np.concatenate([[0.0], recall, [1.0]])
         mpre = np.concatenate([[0.0], precision, [0.0]])

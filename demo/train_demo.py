@@ -24,9 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibration.synthetic import DEFAULT_SEED, SHAPE_CLASSES, ensure_demo_dataset  # noqa: E402
-from calibration.voc import VOCDataset  # noqa: E402
-from export.architectures import build_model  # noqa: E402
+from calibration.images import read_image  # noqa: E402
+from calibration.synthetic import DEFAULT_SEED, SHAPE_CLASSES, ensure_demo_dataset
+from calibration.voc import VOCDataset
+from export.architectures import build_model
 
 ARCH = "ssdlite320_mobilenet_v3_large"
 HERE = Path(__file__).resolve().parent
@@ -37,7 +38,7 @@ def load_split(root: Path, split: str, size: int):
     data = VOCDataset(root, split=split, class_names=list(SHAPE_CLASSES))
     images, targets = [], []
     for sample in data.samples:
-        image = cv2.imread(str(sample.image_path))
+        image, _ = read_image(sample.image_path)
         h, w = image.shape[:2]
         images.append(cv2.cvtColor(cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR),
                                    cv2.COLOR_BGR2RGB))

@@ -2,8 +2,8 @@
 
 ``ssd300_vgg16`` and ``ssdlite320_mobilenet_v3_large`` are torchvision's models as it defines them;
 ``ssd512_vgg16`` is the paper's SSD512 assembled from the same blocks: VGG16 with the extra conv12_2 block
-(torchvision's ``highres`` extractor, strided as in the paper), 7 feature maps of 64/32/16/8/4/2/1 cells and 24564 default boxes,
-with the Caffe SSD512 box sizes (20.48 ... 542.72 px, i.e. scales 0.04 ... 1.06) and steps.
+(torchvision's ``highres`` extractor, strided as in the paper), 7 feature maps of 64/32/16/8/4/2/1 cells
+and 24564 default boxes, with the Caffe SSD512 box sizes (20.48 ... 542.72 px, i.e. scales 0.04 ... 1.06) and steps.
 
 Everything about a model that the runtimes need later (input size, normalisation, anchors, box coder,
 thresholds) is read back from the built module by :func:`describe`, so it is stated once, here.
@@ -84,14 +84,14 @@ class RawHeadOutputs(nn.Module):
         self.backbone = model.backbone
         self.head = model.head
 
-    def forward(self, images: torch.Tensor):  # type: ignore[no-untyped-def]
+    def forward(self, images: torch.Tensor):
         features = list(self.backbone(images).values())
         out = self.head(features)
         return out["bbox_regression"], out["cls_logits"]
 
 
 def feature_map_sizes(model: SSD) -> list:
-    height, width = model.transform.fixed_size  # type: ignore[misc]
+    height, width = model.transform.fixed_size
     with torch.no_grad():
         features = model.backbone(torch.zeros(1, 3, height, width))
     return [list(f.shape[-2:]) for f in features.values()]
@@ -100,7 +100,7 @@ def feature_map_sizes(model: SSD) -> list:
 def describe(model: SSD, arch: str, class_names: list, **extra: Any) -> ModelMetadata:
     """The metadata of ``model``: everything a runtime needs to pre- and post-process it."""
     gen = model.anchor_generator
-    height, width = model.transform.fixed_size  # type: ignore[misc]
+    height, width = model.transform.fixed_size
     mean = [round(m * 255.0, 6) for m in model.transform.image_mean]
     std = [round(s * 255.0, 6) for s in model.transform.image_std]
     return ModelMetadata(

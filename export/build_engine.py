@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtimes.cli import run_cli  # noqa: E402
-from runtimes.errors import UserError  # noqa: E402
+from runtimes.cli import run_cli
+from runtimes.errors import UserError
 
 TARGETS = ("auto", "onnx", "openvino", "tensorrt")
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "outputs"
@@ -87,7 +87,7 @@ def resolve_model(args: argparse.Namespace, output_dir: Path) -> ModelSource:
     return ModelSource(out, out.stem, f"checkpoint {args.checkpoint} ({args.arch})", False)
 
 
-def calibration_set(args: argparse.Namespace, source: ModelSource):  # type: ignore[no-untyped-def]
+def calibration_set(args: argparse.Namespace, source: ModelSource):
     from calibration.stream import select_images
     from calibration.synthetic import ensure_demo_dataset
 
@@ -108,7 +108,7 @@ def calibration_set(args: argparse.Namespace, source: ModelSource):  # type: ign
     return images
 
 
-def validation_set(args: argparse.Namespace, source: ModelSource, meta):  # type: ignore[no-untyped-def]
+def validation_set(args: argparse.Namespace, source: ModelSource, meta):
     """The split INT8 accuracy is judged on, or None where there is none."""
     from calibration.synthetic import ensure_demo_dataset
     from calibration.voc import VOCDataset
@@ -205,7 +205,7 @@ def _finish_onnx(source: ModelSource, output_dir: Path) -> int:
     return 0
 
 
-def _build_openvino(args: argparse.Namespace, source: ModelSource, meta, precision: str, output_dir: Path) -> int:  # type: ignore[no-untyped-def]
+def _build_openvino(args: argparse.Namespace, source: ModelSource, meta, precision: str, output_dir: Path) -> int:
     from export.openvino_build import build_openvino, float_layers
 
     out = output_dir / f"{source.stem}_{precision}.xml"
@@ -217,14 +217,14 @@ def _build_openvino(args: argparse.Namespace, source: ModelSource, meta, precisi
         import openvino as ov
 
         kept = float_layers(ov.Core().read_model(str(out)))
-        print(f"layers left in floating point: {len(kept)}" + (f" ({', '.join(kept[:6])}{', ...' if len(kept) > 6 else ''})"
-                                                                  if kept else ""))
+        shown = f" ({', '.join(kept[:6])}{', ...' if len(kept) > 6 else ''})" if kept else ""
+        print(f"layers left in floating point: {len(kept)}{shown}")
         if validation is not None:
             _compare_with_fp32(source, out, validation, args)
     return 0
 
 
-def _compare_with_fp32(source: ModelSource, int8_xml: Path, validation, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+def _compare_with_fp32(source: ModelSource, int8_xml: Path, validation, args: argparse.Namespace) -> None:
     from calibration.evaluation import evaluate_detector
     from runtimes.loader import load_detector
 

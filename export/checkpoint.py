@@ -17,7 +17,6 @@ import torch
 
 from export.architectures import ARCHITECTURES, build_model
 from runtimes.errors import UserError
-from runtimes.hashing import sha256_file
 
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 SAFETENSORS_SUFFIXES = (".safetensors", ".st")
@@ -26,15 +25,14 @@ SAFETENSORS_SUFFIXES = (".safetensors", ".st")
 def _torch_load(path: Path, allow_pickle: bool) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         if not allow_pickle:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise UserError(
-                f"{path}: this checkpoint needs pickle to load (it stores Python objects, not only tensors: "
-                f"{first[:120]}); re-save it as a state_dict, or pass --allow-pickle if you trust its source"
+                f"{path}: this checkpoint needs pickle to load (it stores Python objects, not only tensors); "
+                "re-save it with torch.save(model.state_dict(), ...), or pass --allow-pickle if you trust its source"
             ) from None
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: corrupt or truncated checkpoint ({reason[:160]}); re-copy or re-save it") from None
 
@@ -82,12 +80,13 @@ def load_state_dict(path: Path, allow_pickle: bool = False) -> Dict[str, torch.T
 
 
 def _class_count(state: Dict[str, torch.Tensor], arch: str) -> Optional[int]:
-    """Classes a checkpoint was trained for, read off its first classification conv."""
-    model = build_model(arch, 2)
-    for key, ref in model.state_dict().items():
-        if key.startswith("head.classification_head") and key.endswith("weight") and key in state:
-            anchors = ref.shape[0] // 2
-            return int(state[key].shape[0]) // anchors if anchors else None
+    """Classes a checkpoint was trained for, read off its classification convs: their output channels
+    are anchors x classes, found by comparing the architecture built for 2 and for 3 classes."""
+    two, three = build_model(arch, 2).state_dict(), build_model(arch, 3).state_dict()
+    for key, ref in two.items():
+        anchors = three[key].shape[0] - ref.shape[0] if ref.dim() else 0
+        if anchors > 0 and key in state and state[key].dim():
+            return int(state[key].shape[0]) // anchors
     return None
 
 

@@ -20,9 +20,9 @@ DEMO_NUM_CLASSES = len(SHAPE_CLASSES) + 1
 
 def demo_onnx(verbose: bool = True) -> Path:
     """The demo checkpoint exported to ONNX in the cache (re-exported when the checkpoint changes)."""
-    from runtimes.hashing import sha256_file
     from export.export_onnx import export_checkpoint
     from export.onnx_model import load_onnx, read_metadata
+    from runtimes.hashing import sha256_file
 
     if not DEMO_CHECKPOINT.is_file():
         raise UserError(f"{DEMO_CHECKPOINT}: the demo checkpoint is missing from this checkout; "

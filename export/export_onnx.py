@@ -23,9 +23,9 @@ from typing import List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtimes.cli import run_cli  # noqa: E402
-from runtimes.errors import UserError  # noqa: E402
-from runtimes.metadata import DECODED_OUTPUTS, INPUT_NAME, RAW_OUTPUTS, VOC_CLASSES, ModelMetadata  # noqa: E402
+from runtimes.cli import run_cli
+from runtimes.errors import UserError
+from runtimes.metadata import DECODED_OUTPUTS, INPUT_NAME, RAW_OUTPUTS, VOC_CLASSES, ModelMetadata
 
 BACKGROUND_NAMES = ("background", "__background__", "bg")
 
@@ -59,9 +59,9 @@ def export_checkpoint(checkpoint: Path, arch: str, output: Path, num_classes: Op
 
     from export.architectures import ARCHITECTURES, RawHeadOutputs, describe
     from export.checkpoint import checkpoint_class_count, load_checkpoint
-    from runtimes.hashing import sha256_file
     from export.onnx_model import DEFAULT_OPSET, save_checked, simplify, write_metadata
     from runtimes.atomic import atomic_outputs, check_output_dir
+    from runtimes.hashing import sha256_file
 
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown --arch '{arch}': choose one of {', '.join(sorted(ARCHITECTURES))}")
@@ -69,8 +69,11 @@ def export_checkpoint(checkpoint: Path, arch: str, output: Path, num_classes: Op
     if num_classes is None:
         names = class_names_for(None, classes_file) if classes_file else None
         num_classes = len(names) + 1 if names else checkpoint_class_count(checkpoint, arch, allow_pickle)
+    if num_classes is None:  # no classification head found: load_checkpoint names the mismatch
+        num_classes = len(VOC_CLASSES) + 1
+    # Weights first: a checkpoint that does not fit is the more useful error than missing class names.
+    model = load_checkpoint(checkpoint, arch, num_classes, allow_pickle)
     names = class_names_for(num_classes, classes_file)
-    model = load_checkpoint(checkpoint, arch, num_classes or len(names) + 1, allow_pickle)
     meta = describe(model, arch, names, checkpoint_sha256=sha256_file(checkpoint),
                     source=f"checkpoint {Path(checkpoint).name}")
     meta = meta.replace(**{k: v for k, v in thresholds.items() if v is not None})
@@ -96,7 +99,7 @@ def export_checkpoint(checkpoint: Path, arch: str, output: Path, num_classes: Op
 
 # -- adopting an existing ONNX --------------------------------------------------------------------------
 
-def _rename(graph, old: str, new: str) -> None:  # type: ignore[no-untyped-def]
+def _rename(graph, old: str, new: str) -> None:
     if old == new:
         return
     for node in graph.node:
@@ -107,12 +110,12 @@ def _rename(graph, old: str, new: str) -> None:  # type: ignore[no-untyped-def]
             info.name = new
 
 
-def _static_dims(info) -> List[Optional[int]]:  # type: ignore[no-untyped-def]
+def _static_dims(info) -> List[Optional[int]]:
     dims = info.type.tensor_type.shape.dim
     return [d.dim_value if d.HasField("dim_value") else None for d in dims]
 
 
-def _pick_outputs(graph, origin: str):  # type: ignore[no-untyped-def]
+def _pick_outputs(graph, origin: str):
     """(scores, boxes) graph outputs of a decoded SSD, by name or else by shape."""
     outputs = {o.name: _static_dims(o) for o in graph.output}
     described = ", ".join(f"{n} {d}" for n, d in outputs.items())
@@ -140,9 +143,9 @@ def convert_foreign_onnx(onnx_in: Path, output: Path, classes_file: Optional[Pat
     import onnx
     from onnx import version_converter
 
-    from runtimes.hashing import sha256_file
     from export.onnx_model import load_onnx, read_metadata, save_checked, simplify, write_metadata
     from runtimes.atomic import check_output_dir
+    from runtimes.hashing import sha256_file
 
     check_output_dir(output)
     origin = str(onnx_in)

@@ -19,10 +19,10 @@ from typing import Any, Callable, Dict, List, Optional
 from calibration.stream import CalibrationSet, CalibrationStream
 from calibration.voc import VOCDataset
 from runtimes.atomic import check_output_dir
+from runtimes.detector import Detector
 from runtimes.errors import UserError
 from runtimes.hashing import sha256_file
 from runtimes.metadata import METADATA_KEY, ModelMetadata
-from runtimes.detector import Detector
 from runtimes.preprocess import Preprocessor
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -55,14 +55,14 @@ def save_ir(model: Any, xml: Path, compress_to_fp16: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _nncf_dataset(images: CalibrationSet, meta: ModelMetadata):  # type: ignore[no-untyped-def]
+def _nncf_dataset(images: CalibrationSet, meta: ModelMetadata):
     import nncf
 
     stream = CalibrationStream(images, Preprocessor(meta))
     return nncf.Dataset(list(stream.samples()))
 
 
-def _quantize(model: Any, images: CalibrationSet, meta: ModelMetadata, ignored: Optional[List[str]] = None):  # type: ignore[no-untyped-def]
+def _quantize(model: Any, images: CalibrationSet, meta: ModelMetadata, ignored: Optional[List[str]] = None):
     import nncf
 
     kwargs: Dict[str, Any] = {"preset": nncf.QuantizationPreset.MIXED, "subset_size": len(images.paths),
@@ -82,13 +82,13 @@ class _CompiledDetector(Detector):
         self.compiled = compiled
         self.outputs = {o.get_any_name(): o for o in compiled.outputs}
 
-    def infer(self, batch):  # type: ignore[no-untyped-def]
+    def infer(self, batch):
         result = self.compiled({0: batch})
         return {name: result[port] for name, port in self.outputs.items()}
 
 
 def _accuracy_aware(model: Any, images: CalibrationSet, meta: ModelMetadata, validation: VOCDataset,
-                    max_map_drop: float):  # type: ignore[no-untyped-def]
+                    max_map_drop: float):
     """NNCF's accuracy control: quantize, then return the most sensitive layers to FP until the mAP drop
     (VOC07, in points) fits ``max_map_drop``."""
     import nncf
@@ -100,7 +100,7 @@ def _accuracy_aware(model: Any, images: CalibrationSet, meta: ModelMetadata, val
     preprocess = Preprocessor(meta)
     truth = ground_truth(validation)
 
-    def validate(compiled, samples) -> float:  # type: ignore[no-untyped-def]
+    def validate(compiled, samples) -> float:
         detector = _CompiledDetector(compiled, meta)
         found = {}
         for sample in samples:

@@ -38,7 +38,7 @@ class Detector:
         self.last_timings: Dict[str, float] = {}
 
     @property
-    def class_names(self):  # type: ignore[no-untyped-def]
+    def class_names(self):
         return self.meta.class_names
 
     @property

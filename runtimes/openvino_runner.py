@@ -23,7 +23,7 @@ from runtimes.preprocess import check_image
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
 
 
-def _import_openvino():  # type: ignore[no-untyped-def]
+def _import_openvino():
     try:
         import openvino as ov
     except ImportError:
@@ -92,7 +92,7 @@ class OpenVINODetector(Detector):
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
 
-    def _fold_preprocessing(self, ov, model):  # type: ignore[no-untyped-def]
+    def _fold_preprocessing(self, ov, model):
         from openvino.preprocess import PrePostProcessor
 
         ppp = PrePostProcessor(model)
@@ -123,7 +123,7 @@ class OpenVINODetector(Detector):
         queue = ov.AsyncInferQueue(self.compiled, jobs)
         results: List[Optional[Detections]] = [None] * len(frames)
 
-        def done(request, index: int) -> None:  # type: ignore[no-untyped-def]
+        def done(request, index: int) -> None:
             outputs = {name: request.get_output_tensor(i).data for i, name in enumerate(self.output_names)}
             results[index] = self.postprocessor(outputs, frames[index].shape[:2])
             if on_result is not None:

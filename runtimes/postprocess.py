@@ -105,7 +105,8 @@ class SSDPostprocessor:
         offset = labels[solid].astype(np.float64) * (max(self.input_size) + 1.0)
         rects = np.column_stack([boxes[solid, 0] + offset, boxes[solid, 1] + offset, wh[solid]])
         # (OpenCV's top_k caps the candidates, not the boxes kept: leave it off and cut afterwards.)
-        kept = cv2.dnn.NMSBoxes(rects, scores[solid].astype(np.float32), 0.0, self.iou_threshold)
+        kept = cv2.dnn.NMSBoxes(rects, scores[solid].astype(np.float32),  # type: ignore[arg-type]  # stubs
+                                0.0, self.iou_threshold)  # say Sequence; OpenCV takes (and wants) ndarrays
         keep = np.concatenate([solid[np.asarray(kept, dtype=np.int64).reshape(-1)], np.flatnonzero(degenerate)])
         keep = keep[np.argsort(-scores[keep], kind="stable")]
         return keep[: self.max_detections]
