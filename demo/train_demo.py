@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibration.images import read_image  # noqa: E402
+from calibration.images import read_image
 from calibration.synthetic import DEFAULT_SEED, SHAPE_CLASSES, ensure_demo_dataset
 from calibration.voc import VOCDataset
 from export.architectures import build_model

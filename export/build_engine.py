@@ -80,7 +80,6 @@ def resolve_model(args: argparse.Namespace, output_dir: Path) -> ModelSource:
     if not args.arch:
         raise UserError("--arch is required with --checkpoint (ssd300_vgg16, ssd512_vgg16, "
                         "ssdlite320_mobilenet_v3_large)")
-    output_dir.mkdir(parents=True, exist_ok=True)
     out = output_dir / f"{Path(args.checkpoint).stem}.onnx"
     export_checkpoint(args.checkpoint, args.arch, out, args.num_classes, args.classes,
                       allow_pickle=args.allow_pickle, dynamic_batch=args.batch is not None)
@@ -159,9 +158,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     output_dir = Path(args.output)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{output_dir}: --output must be a folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{output_dir}: cannot create the output folder ({exc.strerror}); "
+                        "choose another --output") from None
     target = choose_target(args.target)
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
-    output_dir.mkdir(parents=True, exist_ok=True)
     source = resolve_model(args, output_dir)
 
     from export.onnx_model import load_onnx, read_metadata

@@ -35,3 +35,37 @@ def exported(tmp_path_factory):
         return cache[arch]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def demo_data() -> Path:
+    """The synthetic demo data set (generated into the cache on first use)."""
+    from calibration.synthetic import ensure_demo_dataset
+
+    return ensure_demo_dataset(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_data):
+    """(torch model, ONNX path, data root) of the embedded demo model."""
+    from export.checkpoint import load_checkpoint
+    from export.demo_model import DEMO_ARCH, DEMO_CHECKPOINT, DEMO_NUM_CLASSES, demo_onnx
+
+    model = load_checkpoint(DEMO_CHECKPOINT, DEMO_ARCH, DEMO_NUM_CLASSES)
+    return model, demo_onnx(verbose=False), demo_data
+
+
+@pytest.fixture(scope="session")
+def demo_irs(demo_model, tmp_path_factory):
+    """The demo model as OpenVINO IR, by precision: {"fp32": xml, "fp16": xml, "int8": xml}."""
+    from calibration.stream import select_images
+    from export.onnx_model import load_onnx, read_metadata
+    from export.openvino_build import build_openvino
+
+    _, onnx_path, data = demo_model
+    meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
+    folder = tmp_path_factory.mktemp("ir")
+    calibration = select_images(data, 300, 0, split="train")
+    return {p: build_openvino(onnx_path, meta, p, folder / f"demo_{p}.xml", calibration if p == "int8" else None,
+                              log=lambda _: None).path
+            for p in ("fp32", "fp16", "int8")}

@@ -11,18 +11,10 @@ from torchvision.models.detection.image_list import ImageList
 from calibration.images import read_image
 from runtimes.anchors import count, default_boxes
 from runtimes.loader import load_detector
+from tests.matching import box_iou
 from tests.reference_models import voc_mini_images
 
 ARCHS = ["ssdlite320_mobilenet_v3_large", "ssd300_vgg16", "ssd512_vgg16"]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
 def torchvision_reference(model, blob: np.ndarray, image_size):

@@ -1,0 +1,470 @@
+"""Latency and accuracy of every runtime x precision available on this machine, in one table.
+
+    python apps/benchmark.py                                   # the demo model, everything available here
+    python apps/benchmark.py --checkpoint ssd.pth --arch ssd300_vgg16 --voc-root ~/data/VOC
+    python apps/benchmark.py --models a.onnx b_int8.xml c.engine --runtimes onnxruntime,openvino
+
+From a checkpoint (or the demo model) it builds what is missing with the toolkit's own build step, reusing
+builds whose recorded inputs still match, then measures each row in a fresh process (so its peak memory
+is its own): latency p50/p90/p99/mean of preprocessing, inference, post-processing and end to end, FPS at
+batch 1, throughput at the chosen async depth, peak RSS, file size and VOC07 mAP. A PyTorch eager row is
+the baseline every speed-up is measured against, in the same run. OpenVINO rows are checked against
+OpenVINO's own benchmark_app on the same IR. Unavailable combinations are listed with the reason.
+
+Outputs in --output-dir: benchmark.md (the table), benchmark.csv, benchmark.json (every raw figure, the
+environment and the command), benchmark.png (latency distributions; mAP against latency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runtimes.cli import run_cli
+from runtimes.errors import UserError
+
+RUNTIMES = ("pytorch", "onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "outputs" / "benchmark"
+
+
+# -- what to measure -------------------------------------------------------------------------------------
+
+def unavailable_reason(runtime: str) -> Optional[str]:
+    modules = {"pytorch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+    if runtime == "tensorrt":
+        from export.build_engine import tensorrt_available
+
+        return tensorrt_available()
+    try:
+        __import__(modules[runtime])
+    except ImportError:
+        return f"{modules[runtime]} is not installed"
+    return None
+
+
+def plan_rows(args: argparse.Namespace) -> List[Dict[str, Any]]:
+    """One dict per requested runtime x precision: what to build/load, or why it is skipped."""
+    rows = []
+    for runtime in args.runtimes:
+        for precision in args.precisions:
+            row: Dict[str, Any] = {"runtime": runtime, "precision": precision}
+            reason = unavailable_reason(runtime)
+            if reason is None and runtime in ("pytorch", "onnxruntime") and precision != "fp32":
+                reason = f"{runtime} rows are FP32 (the reference); FP16/INT8 are built for OpenVINO and TensorRT"
+            if reason is None and runtime == "pytorch" and args.checkpoint is None and args.models:
+                reason = "no checkpoint given (--models has no PyTorch weights)"
+            row["status"] = "planned" if reason is None else f"unavailable: {reason}"
+            rows.append(row)
+    return rows
+
+
+def build_artifacts(rows: List[Dict[str, Any]], args: argparse.Namespace, output_dir: Path) -> None:
+    """Give every planned row a model file, building (or reusing) it with the toolkit's build step."""
+    from export.build_engine import ModelSource
+    from export.onnx_model import load_onnx, read_metadata
+
+    if args.checkpoint is None:
+        from export.demo_model import DEMO_ARCH, DEMO_CHECKPOINT, demo_onnx
+
+        checkpoint, arch, onnx_path = DEMO_CHECKPOINT, DEMO_ARCH, demo_onnx()
+    else:
+        from export.export_onnx import export_checkpoint
+
+        checkpoint, arch = Path(args.checkpoint), args.arch
+        onnx_path = output_dir / f"{checkpoint.stem}.onnx"
+        export_checkpoint(checkpoint, arch, onnx_path, args.num_classes, args.classes)
+    meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
+    if meta is None:
+        raise UserError(f"{onnx_path}: no SSD metadata; export it with export/export_onnx.py")
+    source = ModelSource(onnx_path, onnx_path.stem, str(checkpoint), args.checkpoint is None)
+    calibration = None
+    for row in rows:
+        if row["status"] != "planned":
+            continue
+        try:
+            if row["runtime"] == "pytorch":
+                row.update(model=str(checkpoint), arch=arch, class_names=meta.class_names[1:])
+            elif row["runtime"] == "onnxruntime":
+                row["model"] = str(onnx_path)
+            elif row["runtime"] == "openvino":
+                if row["precision"] == "int8" and calibration is None:
+                    calibration = _calibration(args, source)
+                row["model"] = str(_openvino_ir(onnx_path, meta, row["precision"], output_dir, calibration))
+        except UserError as exc:
+            row["status"] = f"build failed: {exc}"
+
+
+def _calibration(args: argparse.Namespace, source):
+    from calibration.stream import select_images
+    from calibration.synthetic import ensure_demo_dataset
+
+    root = Path(args.calib_data) if args.calib_data else ensure_demo_dataset(verbose=False)
+    split = "train" if args.calib_data is None else "trainval"
+    return select_images(root, args.calib_images, 0, "2007", split)
+
+
+def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibration) -> Path:
+    """The IR for ``precision``, rebuilt unless one made from the same ONNX (and calibration) exists."""
+    from export.openvino_build import build_openvino
+    from runtimes.hashing import sha256_file
+
+    xml = output_dir / f"{onnx_path.stem}_{precision}.xml"
+    if xml.is_file() and xml.with_suffix(".bin").is_file():
+        try:
+            from runtimes.openvino_runner import OpenVINODetector
+
+            record = OpenVINODetector(str(xml)).meta.extra.get("build", {})
+            same = record.get("source_onnx_sha256") == sha256_file(onnx_path) and (
+                calibration is None or record.get("calibration") == calibration.record())
+            if same:
+                print(f"reusing {xml.name} (built from the same inputs)")
+                return xml
+        except UserError:
+            pass
+    print(f"building {xml.name} ...", flush=True)
+    build_openvino(onnx_path, meta, precision, xml, calibration, log=lambda _: None)
+    return xml
+
+
+# -- measuring one row (in its own process) ----------------------------------------------------------------
+
+class TorchDetector:
+    """PyTorch eager on the same pre- and post-processing: the baseline row."""
+
+    @staticmethod
+    def create(checkpoint: str, arch: str, class_names: List[str]):
+        import torch
+
+        from export.architectures import RawHeadOutputs, describe
+        from export.checkpoint import load_checkpoint
+        from runtimes.detector import Detector
+
+        model = load_checkpoint(Path(checkpoint), arch, len(class_names) + 1)
+        meta = describe(model, arch, class_names)
+        net = RawHeadOutputs(model).eval()
+
+        class _Torch(Detector):
+            backend = "pytorch"
+
+            def infer(self, batch):
+                with torch.no_grad():
+                    reg, cls = net(torch.from_numpy(batch))
+                return {"bbox_regression": reg.numpy(), "cls_logits": cls.numpy()}
+
+        return _Torch(meta, checkpoint)
+
+
+def _file_size_mb(row: Dict[str, Any]) -> float:
+    path = Path(row["model"])
+    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
+
+
+def measure_row(row: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
+    """Time one row; runs in a fresh process so that ru_maxrss is this row's peak memory."""
+    import resource
+
+    from apps.stats import fps, iterations_for, summarize
+    from calibration.images import read_image
+    from runtimes.loader import load_detector
+
+    if row["runtime"] == "pytorch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        detector = TorchDetector.create(row["model"], row["arch"], row["class_names"])
+    else:
+        detector = load_detector(row["model"], row["runtime"])
+    frames = [read_image(Path(p))[0] for p in settings["frames"]]
+    for i in range(settings["warmup"]):
+        detector(frames[i % len(frames)])
+    start = time.perf_counter()
+    detector(frames[0])
+    iterations = settings["iterations"] or iterations_for(1000 * (time.perf_counter() - start))
+    stages: Dict[str, List[float]] = {"preprocess": [], "inference": [], "postprocess": [], "end_to_end": []}
+    for i in range(iterations):
+        t0 = time.perf_counter()
+        detector(frames[i % len(frames)])
+        stages["end_to_end"].append(time.perf_counter() - t0)
+        for name, seconds in detector.last_timings.items():
+            stages[name].append(seconds)
+    result: Dict[str, Any] = dict(row, status="ok", device=detector.device, iterations=iterations,
+                                  latency_ms={k: summarize(v) for k, v in stages.items()},
+                                  raw_end_to_end_ms=[round(1000 * s, 4) for s in stages["end_to_end"]],
+                                  size_mb=round(_file_size_mb(row), 2))
+    result["fps"] = fps(result["latency_ms"]["end_to_end"]["mean"])
+    result["throughput_fps"], result["throughput_note"] = _throughput(row, detector, frames, settings["batch"])
+    if settings.get("voc_root"):
+        from calibration.evaluation import evaluate_detector
+        from calibration.voc import VOCDataset
+
+        data = VOCDataset(Path(settings["voc_root"]), settings["year"], settings["split"],
+                          list(detector.meta.class_names[1:]))
+        result["map_voc07"] = evaluate_detector(detector, data, show_progress=False).map
+    if row["runtime"] == "openvino" and settings.get("benchmark_app"):
+        result["benchmark_app_ms"] = _benchmark_app(row["model"])
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def _throughput(row: Dict[str, Any], detector, frames, depth: int):
+    if row["runtime"] != "openvino" or depth <= 1:
+        return None, "sequential calls: see FPS"
+
+    from runtimes.openvino_runner import OpenVINODetector
+
+    async_detector = OpenVINODetector(row["model"], hint="throughput")
+    batch = (frames * (1 + 64 // len(frames)))[:64]
+    async_detector.run_async(batch[:depth], depth)
+    start = time.perf_counter()
+    async_detector.run_async(batch, depth)
+    return len(batch) / (time.perf_counter() - start), f"AsyncInferQueue, {depth} requests, throughput hint"
+
+
+def _benchmark_app(xml: str) -> Optional[float]:
+    """benchmark_app's median latency for the IR, uint8 input as our folded pipeline feeds it."""
+    import re
+    import shutil
+    import subprocess
+
+    tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
+    if not Path(tool).exists():
+        return None
+    out = subprocess.run([tool, "-m", xml, "-d", "CPU", "-hint", "latency", "-ip", "u8", "-t", "5"],
+                         capture_output=True, text=True).stdout
+    match = re.search(r"Median:\s+([\d.]+)\s*ms", out)
+    return float(match.group(1)) if match else None
+
+
+def _measure_in_child(row: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        try:
+            return pool.apply(measure_row, (row, settings))
+        except UserError as exc:
+            return dict(row, status=f"failed: {exc}")
+
+
+# -- reporting ---------------------------------------------------------------------------------------------
+
+def environment() -> Dict[str, Any]:
+    env: Dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
+                           "cpu_count": os.cpu_count(), "command": " ".join([sys.executable] + sys.argv)}
+    try:
+        cpu = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+               if line.startswith("model name")]
+        env["cpu"] = cpu[0] if cpu else platform.processor()
+    except OSError:
+        env["cpu"] = platform.processor()
+    for module in ("numpy", "cv2", "torch", "onnxruntime", "openvino", "nncf", "tensorrt"):
+        try:
+            env[f"{module}_version"] = __import__(module).__version__
+        except ImportError:
+            env[f"{module}_version"] = None
+    try:
+        import subprocess
+
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        env["gpu"] = gpu.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        env["gpu"] = None
+    return env
+
+
+def markdown_table(rows: List[Dict[str, Any]]) -> str:
+    base = next((r for r in rows if r["runtime"] == "pytorch" and r["status"] == "ok"), None)
+    head = ("| runtime | precision | device | size MB | status | mAP VOC07 | end-to-end p50 / p90 / p99 ms | "
+            "pre / infer / post p50 ms | FPS (batch 1) | throughput FPS | peak RSS MB | vs PyTorch | "
+            "benchmark_app infer ms (ours / theirs) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['runtime']} | {r['precision'].upper()} | | | {r['status']} | | | | | | | | |")
+            continue
+        lat = r["latency_ms"]
+        e2e = lat["end_to_end"]
+        speedup = f"{base['latency_ms']['end_to_end']['p50'] / e2e['p50']:.2f}x" if base else ""
+        tp = f"{r['throughput_fps']:.1f}" if r.get("throughput_fps") else ""
+        bapp = ""
+        if r.get("benchmark_app_ms"):
+            ratio = lat["inference"]["p50"] / r["benchmark_app_ms"]
+            bapp = f"{lat['inference']['p50']:.2f} / {r['benchmark_app_ms']:.2f} ({ratio:.2f})"
+        m = f"{100 * r['map_voc07']:.2f}" if r.get("map_voc07") is not None else ""
+        lines.append(
+            f"| {r['runtime']} | {r['precision'].upper()} | {r['device']} | {r['size_mb']:.1f} | ok | {m} | "
+            f"{e2e['p50']:.2f} / {e2e['p90']:.2f} / {e2e['p99']:.2f} | {lat['preprocess']['p50']:.2f} / "
+            f"{lat['inference']['p50']:.2f} / {lat['postprocess']['p50']:.2f} | {r['fps']:.1f} | {tp} | "
+            f"{r['peak_rss_mb']:.0f} | {speedup} | {bapp} |")
+    return "\n".join(lines)
+
+
+def write_outputs(rows: List[Dict[str, Any]], env: Dict[str, Any], output_dir: Path) -> List[Path]:
+    import csv
+
+    from runtimes.atomic import atomic_write_text
+
+    table = markdown_table(rows)
+    atomic_write_text(output_dir / "benchmark.md", table + "\n")
+    atomic_write_text(output_dir / "benchmark.json", json.dumps({"environment": env, "rows": rows}, indent=1))
+    fields = ["runtime", "precision", "status", "device", "model", "size_mb", "map_voc07", "iterations", "fps",
+              "throughput_fps", "peak_rss_mb", "benchmark_app_ms"]
+    stage_fields = [f"{s}_{k}_ms" for s in ("preprocess", "inference", "postprocess", "end_to_end")
+                    for k in ("p50", "p90", "p99", "mean")]
+    tmp_csv = output_dir / ".benchmark.csv.tmp"
+    with open(tmp_csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields + stage_fields)
+        writer.writeheader()
+        for r in rows:
+            flat = {k: r.get(k) for k in fields}
+            for s in ("preprocess", "inference", "postprocess", "end_to_end"):
+                for k in ("p50", "p90", "p99", "mean"):
+                    flat[f"{s}_{k}_ms"] = r.get("latency_ms", {}).get(s, {}).get(k)
+            writer.writerow(flat)
+    os.replace(tmp_csv, output_dir / "benchmark.csv")
+    written = [output_dir / n for n in ("benchmark.md", "benchmark.json", "benchmark.csv")]
+    plot = _plot(rows, output_dir / "benchmark.png")
+    return written + ([plot] if plot else [])
+
+
+def _plot(rows: List[Dict[str, Any]], path: Path) -> Optional[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not installed; no plot (pip install matplotlib)")
+        return None
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    labels = [f"{r['runtime']}\n{r['precision'].upper()}" for r in ok]
+    left.boxplot([r["raw_end_to_end_ms"] for r in ok], showfliers=False)
+    left.set_xticks(range(1, len(ok) + 1), labels, fontsize=8)
+    left.set_ylabel("end-to-end latency (ms)")
+    left.set_title("latency distribution (whiskers: 1.5 IQR)")
+    for r, label in zip(ok, labels):
+        if r.get("map_voc07") is not None:
+            right.scatter(r["latency_ms"]["end_to_end"]["p50"], 100 * r["map_voc07"])
+            right.annotate(label.replace("\n", " "), (r["latency_ms"]["end_to_end"]["p50"], 100 * r["map_voc07"]),
+                           fontsize=8, xytext=(4, 4), textcoords="offset points")
+    right.set_xlabel("end-to-end latency p50 (ms)")
+    right.set_ylabel("mAP VOC07 (%)")
+    right.set_title("accuracy against speed")
+    fig.tight_layout()
+    tmp = path.with_name(".benchmark.png.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# -- command line ------------------------------------------------------------------------------------------
+
+def _csv_list(choices: Sequence[str]):
+    def parse(text: str) -> List[str]:
+        items = [t.strip().lower() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown: {', '.join(bad)} (choose from {', '.join(choices)})")
+        return items
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint (default: the embedded demo model)")
+    p.add_argument("--arch", help="architecture of --checkpoint")
+    p.add_argument("--num-classes", type=int, help="outputs incl. background (default: from the checkpoint)")
+    p.add_argument("--classes", type=Path, help="class names file (default: VOC's 20 for 21 outputs)")
+    p.add_argument("--models", nargs="+", type=Path, help="measure these model files instead of building")
+    p.add_argument("--runtimes", type=_csv_list(RUNTIMES), default=list(RUNTIMES),
+                   help="comma-separated (default: pytorch,onnxruntime,openvino,tensorrt)")
+    p.add_argument("--precisions", type=_csv_list(PRECISIONS), default=list(PRECISIONS),
+                   help="comma-separated (default: fp32,fp16,int8)")
+    p.add_argument("--voc-root", type=Path, help="VOC root for mAP (default with the demo model: its data set)")
+    p.add_argument("--year", default="2007", help="VOC year (default: %(default)s)")
+    p.add_argument("--split", default="test", help="split for mAP (default: %(default)s)")
+    p.add_argument("--calib-data", type=Path, help="INT8 calibration images (default: the demo data set)")
+    p.add_argument("--calib-images", type=int, default=300, help="INT8 calibration images (default: %(default)s)")
+    p.add_argument("--iterations", type=int, default=0,
+                   help="timed calls per row (default: 0 = auto, at least 50 calls and 3 s)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=4, help="async depth for the throughput column (default: %(default)s)")
+    p.add_argument("--no-benchmark-app", action="store_true", help="skip the benchmark_app cross-check")
+    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="default: outputs/benchmark")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.checkpoint is not None and not args.arch:
+        raise UserError("--arch is required with --checkpoint")
+    output_dir = Path(args.output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{output_dir}: cannot create the output folder ({exc.strerror})") from None
+    from calibration.synthetic import ensure_demo_dataset
+
+    demo = args.checkpoint is None and not args.models
+    voc_root = args.voc_root or (ensure_demo_dataset(verbose=False) if demo else None)
+    if args.models:
+        rows = [_row_for_file(Path(m), args) for m in args.models]
+    else:
+        rows = plan_rows(args)
+        build_artifacts(rows, args, output_dir)
+    frames_root = Path(__file__).resolve().parents[2] / "shared/data/voc-mini/VOCdevkit/VOC2007/JPEGImages"
+    frames = sorted(frames_root.glob("*.jpg"))[:16] or sorted(
+        (Path(voc_root or ensure_demo_dataset(verbose=False)) / "VOCdevkit/VOC2007/JPEGImages").glob("*.jpg"))[:16]
+    settings = {"frames": [str(f) for f in frames], "warmup": args.warmup, "iterations": args.iterations,
+                "batch": args.batch, "voc_root": str(voc_root) if voc_root else None, "year": args.year,
+                "split": args.split, "benchmark_app": not args.no_benchmark_app}
+    results = []
+    for row in rows:
+        if row["status"] != "planned":
+            print(f"{row['runtime']:<12}{row['precision']:<6}{row['status']}")
+            results.append(row)
+            continue
+        result = _measure_in_child(row, settings)
+        results.append(result)
+        if result["status"] == "ok":
+            e2e = result["latency_ms"]["end_to_end"]
+            print(f"{row['runtime']:<12}{row['precision']:<6}p50 {e2e['p50']:.2f} ms over {result['iterations']} "
+                  f"calls" + (f", mAP {100 * result['map_voc07']:.2f}" if result.get("map_voc07") is not None
+                              else ""), flush=True)
+        else:
+            print(f"{row['runtime']:<12}{row['precision']:<6}{result['status']}")
+    print()
+    print(markdown_table(results))
+    written = write_outputs(results, environment(), output_dir)
+    print("\nwrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _row_for_file(path: Path, args: argparse.Namespace) -> Dict[str, Any]:
+    from runtimes.loader import runtime_for
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such model file")
+    runtime = runtime_for(path)
+    reason = unavailable_reason(runtime)
+    precision = next((p for p in PRECISIONS if p in path.stem.lower()), "fp32")
+    return {"runtime": runtime, "precision": precision, "model": str(path),
+            "status": "planned" if reason is None else f"unavailable: {reason}"}
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,75 @@
+"""apps/benchmark.py: statistics on known inputs, one row (or a reasoned skip) per combination, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apps.stats import fps, iterations_for, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_summary_statistics_on_known_values():
+    s = summarize([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    assert s["p50"] == pytest.approx(50.5)
+    assert s["p90"] == pytest.approx(90.1)
+    assert s["p99"] == pytest.approx(99.01)
+    assert s["mean"] == pytest.approx(50.5) and s["min"] == 1 and s["max"] == 100 and s["n"] == 100
+    assert summarize([0.004])["p99"] == pytest.approx(4.0)
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_rates_and_iteration_choice():
+    assert fps(20.0) == pytest.approx(50.0)
+    assert fps(20.0, batch=4) == pytest.approx(200.0)
+    assert iterations_for(10.0) == 300  # 3 s of 10 ms calls
+    assert iterations_for(500.0) == 50  # never fewer than 50
+    assert iterations_for(0.001) == 2000  # capped
+
+
+@pytest.mark.slow
+def test_every_combination_gives_a_row_or_a_reason(tmp_path, demo_model):
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "apps/benchmark.py", "--runtimes", "pytorch,onnxruntime,openvino,tensorrt",
+           "--precisions", "fp32,fp16,int8", "--iterations", "8", "--warmup", "1", "--calib-images", "20",
+           "--split", "val", "--no-benchmark-app", "--output-dir", str(out)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((out / "benchmark.json").read_text())
+    rows = {(r["runtime"], r["precision"]): r for r in data["rows"]}
+    assert len(rows) == 12
+    ok = {k for k, r in rows.items() if r["status"] == "ok"}
+    assert ok == {("pytorch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"),
+                  ("openvino", "int8")}
+    for key, row in rows.items():
+        if key not in ok:
+            assert row["status"].startswith("unavailable: ") and len(row["status"]) > 20
+    trt = rows[("tensorrt", "fp32")]["status"]
+    assert "no CUDA GPU" in trt or "not installed" in trt
+    for key in ok:
+        row = rows[key]
+        lat = row["latency_ms"]["end_to_end"]
+        assert row["iterations"] == 8 and len(row["raw_end_to_end_ms"]) == 8
+        assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert row["fps"] == pytest.approx(1000 / lat["mean"])
+        assert 0.5 < row["map_voc07"] <= 1.0 and row["peak_rss_mb"] > 50 and row["size_mb"] > 0.5
+    with open(out / "benchmark.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 12
+    for line in table:
+        row = rows[(line["runtime"], line["precision"])]
+        if row["status"] == "ok":
+            assert math.isclose(float(line["end_to_end_p50_ms"]), row["latency_ms"]["end_to_end"]["p50"])
+            assert math.isclose(float(line["map_voc07"]), row["map_voc07"])
+    md = (out / "benchmark.md").read_text()
+    assert md.count("\n") == 14 and "| pytorch | FP32 |" in md
+    assert (out / "benchmark.png").stat().st_size > 10_000
+    assert data["environment"]["cpu_count"] >= 1 and data["environment"]["openvino_version"]

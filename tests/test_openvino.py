@@ -1,0 +1,121 @@
+"""The OpenVINO target, end to end on real files: IR builds, parity with ONNX Runtime, accuracy by precision."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from calibration.evaluation import evaluate_detector
+from calibration.images import read_image
+from calibration.voc import VOCDataset
+from runtimes.loader import load_detector
+from tests.matching import matched
+from tests.reference_models import voc_mini_images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo_test_images(data_root: Path, count: int = 60):
+    return sorted((data_root / "VOCdevkit/VOC2007/JPEGImages").glob("*.jpg"))[-count:]
+
+
+def test_fp32_ir_gives_the_same_detections_as_onnxruntime(demo_model, demo_irs, voc_mini):
+    _, onnx_path, data = demo_model
+    reference = load_detector(onnx_path)
+    ir = load_detector(demo_irs["fp32"])
+    hits = total = 0
+    for path in voc_mini_images() + demo_test_images(data):
+        image, _ = read_image(path)
+        h, t = matched(reference(image), ir(image), min_score=0.05)
+        hits, total = hits + h, total + t
+    assert total > 100
+    assert hits / total >= 0.99, f"{hits}/{total}"
+
+
+def test_folded_preprocessing_equals_the_shared_one(demo_model, demo_irs):
+    _, _, data = demo_model
+    folded = load_detector(demo_irs["fp32"])
+    host = load_detector(demo_irs["fp32"], fold_preprocessing=False)
+    for path in demo_test_images(data, 10):
+        image, _ = read_image(path)
+        a, b = folded(image), host(image)
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=0.05)
+
+
+def test_async_pipeline_equals_sync_calls(demo_model, demo_irs):
+    _, _, data = demo_model
+    detector = load_detector(demo_irs["fp32"], hint="throughput")
+    frames = [read_image(p)[0] for p in demo_test_images(data, 12)]
+    seen = []
+    results = detector.run_async(frames, on_result=lambda i, _: seen.append(i))
+    assert sorted(seen) == list(range(12))
+    for frame, got in zip(frames, results):
+        want = detector(frame)
+        np.testing.assert_array_equal(got.labels, want.labels)
+        np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
+
+
+def test_ir_carries_metadata_and_what_it_was_built_from(demo_irs):
+    meta = load_detector(demo_irs["int8"]).meta
+    assert meta.arch == "ssdlite320_mobilenet_v3_large" and meta.class_names[1] == "ellipse"
+    build = meta.extra["build"]
+    assert build["precision"] == "int8" and build["runtime"].startswith("openvino ")
+    assert build["calibration"]["images"] == 300 and len(build["calibration"]["image_list_sha256"]) == 64
+    assert build["nncf"]["preset"] == "mixed"
+    assert not list(demo_irs["int8"].parent.glob(".*"))  # no temporary files left beside the IR
+
+
+def test_accuracy_by_precision_on_the_demo_test_split(demo_model, demo_irs):
+    _, onnx_path, data = demo_model
+    test = VOCDataset(data, "2007", "test")
+    maps = {"onnxruntime fp32": evaluate_detector(load_detector(onnx_path), test, show_progress=False).map}
+    for precision, xml in demo_irs.items():
+        maps[f"openvino {precision}"] = evaluate_detector(load_detector(xml), test, show_progress=False).map
+    print({k: round(100 * v, 2) for k, v in maps.items()})
+    fp32 = maps["openvino fp32"]
+    assert maps["onnxruntime fp32"] >= 0.85  # the demo model's promise (README)
+    assert abs(fp32 - maps["onnxruntime fp32"]) <= 0.002
+    assert abs(maps["openvino fp16"] - fp32) <= 0.002  # 0.2 mAP points
+    assert fp32 - maps["openvino int8"] <= 0.005  # 0.5 points
+
+
+def run_build(*args: str):
+    return subprocess.run([sys.executable, "export/build_engine.py", "--target", "openvino", *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_build_bad_calibration_input(tmp_path, demo_model):
+    _, onnx_path, _ = demo_model
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    cases = [
+        (["--calib-data", tmp_path / "empty"], "no images found"),
+        (["--calib-data", tmp_path / "missing"], "no such calibration folder"),
+        (["--calib-data", ROOT.parent / "shared/data/voc-mini", "--calib-split", "val"], "no split 'val'"),
+    ]
+    for extra, phrase in cases:
+        result = run_build("--int8", "--onnx", onnx_path, "--output", out, *extra)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]]
+        assert phrase in result.stderr and "Traceback" not in result.stderr
+        assert not list(out.glob("*.xml")) and not list(out.glob("*.bin"))
+    (tmp_path / "a_file").write_text("x")
+    bad_outputs = [(tmp_path / "a_file", "must be a folder"), (tmp_path / "a_file" / "sub", "cannot create")]
+    for bad_output, phrase in bad_outputs:
+        result = run_build("--onnx", onnx_path, "--output", bad_output)
+        assert result.returncode == 2 and phrase in result.stderr, result.stderr
+
+
+def test_build_with_fewer_images_than_requested_warns_and_records_the_count(tmp_path, demo_model, voc_mini):
+    _, onnx_path, _ = demo_model
+    result = run_build("--int8", "--onnx", onnx_path, "--output", tmp_path, "--calib-data", voc_mini,
+                       "--calib-split", "test", "--calib-images", "500")
+    assert result.returncode == 0, result.stderr
+    assert "only 21 usable calibration images (asked for 500)" in result.stdout
+    meta = load_detector(tmp_path / f"{onnx_path.stem}_int8.xml").meta
+    assert meta.extra["build"]["calibration"]["images"] == 21
