@@ -58,9 +58,10 @@ def choose_target(requested: str) -> str:
     if requested != "auto":
         return requested
     reason = tensorrt_available()
-    target = "tensorrt" if reason is None else "openvino"
-    print(f"target: {target} ({'TensorRT and a CUDA GPU found' if reason is None else reason + '; using OpenVINO'})")
-    return target
+    # TensorRT engines are not built by this version yet: auto says what it found and uses OpenVINO.
+    found = "TensorRT and a CUDA GPU found, but this version builds no engines yet" if reason is None else reason
+    print(f"target: openvino ({found}; --target picks another)")
+    return "openvino"
 
 
 def resolve_model(args: argparse.Namespace, output_dir: Path) -> ModelSource:
@@ -182,9 +183,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if reason is not None:
             raise UserError(f"{reason}: on a Jetson use JetPack's Python with python3-libnvinfer and pycuda; "
                             "elsewhere use --target openvino")
-        from export.tensorrt_build import build_from_args
-
-        return build_from_args(args, source, meta, precision, output_dir)
+        raise UserError("this version of the toolkit does not build TensorRT engines yet; build the ONNX "
+                        "(--target onnx) and compile it with trtexec, or use --target openvino")
     return _build_openvino(args, source, meta, precision, output_dir)
 
 
