@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import sys
@@ -214,6 +213,7 @@ def measure_row(row: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]
     if row["runtime"] == "openvino" and settings.get("benchmark_app"):
         result["benchmark_app_ms"] = _benchmark_app(row["model"])
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    detector.close()
     return result
 
 
@@ -228,11 +228,13 @@ def _throughput(row: Dict[str, Any], detector, frames, depth: int):
     async_detector.run_async(batch[:depth], depth)
     start = time.perf_counter()
     async_detector.run_async(batch, depth)
-    return len(batch) / (time.perf_counter() - start), f"AsyncInferQueue, {depth} requests, throughput hint"
+    rate = len(batch) / (time.perf_counter() - start)
+    async_detector.close()
+    return rate, f"AsyncInferQueue, {depth} requests, throughput hint"
 
 
 def _benchmark_app(xml: str) -> Optional[float]:
-    """benchmark_app's median latency for the IR, uint8 input as our folded pipeline feeds it."""
+    """benchmark_app's median latency for the IR (float input, FP32 compute, as our runner uses it)."""
     import re
     import shutil
     import subprocess
@@ -240,19 +242,35 @@ def _benchmark_app(xml: str) -> Optional[float]:
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
     if not Path(tool).exists():
         return None
-    out = subprocess.run([tool, "-m", xml, "-d", "CPU", "-hint", "latency", "-ip", "u8", "-t", "5"],
-                         capture_output=True, text=True).stdout
+    cmd = [tool, "-m", xml, "-d", "CPU", "-hint", "latency", "-ip", "f32", "-infer_precision", "f32", "-t", "5"]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
     match = re.search(r"Median:\s+([\d.]+)\s*ms", out)
     return float(match.group(1)) if match else None
 
 
 def _measure_in_child(row: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        try:
-            return pool.apply(measure_row, (row, settings))
-        except UserError as exc:
-            return dict(row, status=f"failed: {exc}")
+    """Run :func:`measure_row` in a fresh interpreter (its own peak RSS; no state shared between rows)."""
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--measure-row"]
+    done = subprocess.run(cmd, input=json.dumps({"row": row, "settings": settings}), capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return dict(row, status=f"failed: {reason[:300]}")
+
+
+def _measure_row_main() -> None:
+    """The child side of :func:`_measure_in_child`: a JSON job on stdin, the JSON result as the last line."""
+    job = json.loads(sys.stdin.read())
+    try:
+        result = measure_row(job["row"], job["settings"])
+    except UserError as exc:
+        result = dict(job["row"], status=f"failed: {exc}")
+    print(json.dumps(result), flush=True)
+    # Skip interpreter teardown: the result is out, and runtimes' thread pools can abort while unwinding.
+    os._exit(0)
 
 
 # -- reporting ---------------------------------------------------------------------------------------------
@@ -467,4 +485,6 @@ def _row_for_file(path: Path, args: argparse.Namespace) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--measure-row"]:
+        _measure_row_main()
     sys.exit(run_cli(main))

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# OpenCV logs a warning per failed camera probe; the app reports failures itself, in one line.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 from runtimes.cli import run_cli
 from runtimes.errors import UserError

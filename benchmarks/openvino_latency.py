@@ -5,8 +5,8 @@ on the same IR, side by side in one run.
 
 SSDLite320 is the trained demo model; SSD300 has random weights (speed only), calibrated on the demo
 data. Each IR is built FP32, FP16 and INT8 with the toolkit's own build step. benchmark_app runs with the
-latency hint and ``-ip f32`` (the IR's own float input: like with like, since our pipeline's uint8 ->
-float conversion is inside the measured end-to-end time). Medians are reported, and the ratio
+latency hint, ``-ip f32`` (the IR's float input, as our runner feeds it) and ``-infer_precision f32`` (our
+runner computes in FP32; this CPU's default would be bf16). Medians are reported, and the ratio
 ours / benchmark_app (target <= 1.10).
 """
 
@@ -52,7 +52,8 @@ def source_onnx(arch: str, folder: Path) -> Path:
 
 def benchmark_app_median(xml: Path, seconds: int) -> float:
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
-    cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-ip", "f32", "-t", str(seconds)]
+    cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-ip", "f32", "-infer_precision", "f32",
+           "-t", str(seconds)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     match = re.search(r"Median:\s+([\d.]+)\s*ms", out)
     if not match:

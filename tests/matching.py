@@ -26,3 +26,18 @@ def matched(reference: Detections, other: Detections, min_score: float, iou: flo
         return 0, len(ref)
     same = ref.labels[:, None] == other.labels[None, :]
     return int(((box_iou(ref.boxes, other.boxes) >= iou) & same).any(axis=1).sum()), len(ref)
+
+
+def assert_same_detections(ours: Detections, ref, score_tol: float = 1e-4, box_tol: float = 1e-3) -> None:
+    """Same detections in the same order. Scores that differ by less than ``score_tol`` are ties: two
+    runtimes (or two sorts) may order those either way, so a detection may sit anywhere inside its tie
+    group, but nowhere else."""
+    if isinstance(ref, Detections):
+        ref = {"boxes": ref.boxes, "scores": ref.scores, "labels": ref.labels}
+    assert len(ref["scores"]) > 5, "the reference model should detect something"
+    assert len(ours) == len(ref["scores"]), (len(ours), len(ref["scores"]))
+    np.testing.assert_allclose(ours.scores, ref["scores"], atol=score_tol, rtol=0)
+    for i, (box, label, score) in enumerate(zip(ref["boxes"], ref["labels"], ref["scores"])):
+        tie_group = np.flatnonzero(np.abs(ours.scores - score) <= score_tol)
+        partners = [j for j in tie_group if ours.labels[j] == label and np.abs(ours.boxes[j] - box).max() <= box_tol]
+        assert partners, f"reference detection {i} ({label}, {score:.6f}, {box}) has no counterpart"

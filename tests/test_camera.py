@@ -13,7 +13,16 @@ import cv2
 import numpy as np
 import pytest
 
-from apps.sources import CsiOptions, LiveSource, csi_pipeline, has_gstreamer, parse_source, rtsp_pipeline, usb_pipeline
+from apps.sources import (
+    CsiOptions,
+    LiveSource,
+    SourceSpec,
+    csi_pipeline,
+    has_gstreamer,
+    parse_source,
+    rtsp_pipeline,
+    usb_pipeline,
+)
 from runtimes.loader import load_detector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,13 +71,13 @@ def test_headless_run_writes_video_and_json_that_match_the_detector(tmp_path, de
         want = detector(frame)
         got = record["detections"]
         assert [d["label"] for d in got] == want.labels.tolist()
-        np.testing.assert_allclose([d["box"] for d in got], want.boxes.reshape(-1, 4), atol=2e-3)
+        np.testing.assert_allclose(np.array([d["box"] for d in got]).reshape(-1, 4), want.boxes, atol=2e-3)
         np.testing.assert_allclose([d["score"] for d in got], want.scores, atol=2e-6)
         assert set(record["timings_ms"]) == {"capture", "preprocess", "inference", "postprocess", "draw"}
         with_objects += bool(got)
     assert with_objects >= 25  # the demo model finds shapes in nearly every frame
     assert summary["frames"] == len(lines) == 30
-    assert summary["mean_fps"] == pytest.approx(30 / summary["seconds"], rel=1e-3)
+    assert summary["mean_fps"] == pytest.approx(30 / summary["seconds"], rel=5e-3)  # seconds is rounded to ms
     assert summary["latency_p50_ms"] == pytest.approx(np.median([r["latency_ms"] for r in lines]), abs=1e-2)
     assert summary["latency_p95_ms"] == pytest.approx(np.percentile([r["latency_ms"] for r in lines], 95), abs=1e-2)
 
@@ -122,7 +131,7 @@ def test_live_source_reopens_after_a_drop_and_logs_the_gap():
         return FlakyCapture(20 if len(opened) == 1 else 10_000)
 
     logs = []
-    spec = parse_source("/dev/video9", gstreamer=False)
+    spec = SourceSpec("fake-camera", True, [("fake camera", ())])
     source = LiveSource(spec, opener=opener, log=logs.append, backoff_s=0.05)
     got = []
     deadline = time.monotonic() + 10
@@ -160,7 +169,7 @@ def test_gstreamer_pipeline_strings():
     assert parse_source("csi://1").attempts[0][1][1] == cv2.CAP_GSTREAMER
     assert parse_source("0", gstreamer=False).attempts[0][1] == (0, cv2.CAP_V4L2)
     assert parse_source("/dev/video2", gstreamer=True).attempts[0][1][0].startswith("v4l2src device=/dev/video2")
-    raw = parse_source("videotestsrc num-buffers=5").attempts[0][1][0]
+    raw = parse_source("videotestsrc num-buffers=5 ! video/x-raw,width=320,height=240").attempts[0][1][0]
     assert raw.endswith("appsink drop=true max-buffers=1 sync=false")
     assert parse_source("rtsp://cam/s", gstreamer=True).attempts[0][1][0].startswith("rtspsrc location=rtsp://cam/s")
 

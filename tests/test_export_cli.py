@@ -13,8 +13,8 @@ import torch
 from calibration.images import read_image
 from export.architectures import build_model
 from runtimes.loader import load_detector
+from tests.matching import assert_same_detections
 from tests.reference_models import voc_mini_images
-from tests.test_parity import assert_same_detections
 
 ROOT = Path(__file__).resolve().parents[1]
 LITE = "ssdlite320_mobilenet_v3_large"

@@ -11,7 +11,7 @@ from torchvision.models.detection.image_list import ImageList
 from calibration.images import read_image
 from runtimes.anchors import count, default_boxes
 from runtimes.loader import load_detector
-from tests.matching import box_iou
+from tests.matching import assert_same_detections, box_iou
 from tests.reference_models import voc_mini_images
 
 ARCHS = ["ssdlite320_mobilenet_v3_large", "ssd300_vgg16", "ssd512_vgg16"]
@@ -31,19 +31,6 @@ def torchvision_reference(model, blob: np.ndarray, image_size):
         dets = model.transform.postprocess(dets, images.image_sizes, [image_size])[0]
     raw = {k: v.numpy() for k, v in head.items()}
     return {k: v.numpy() for k, v in dets.items()}, raw
-
-
-def assert_same_detections(ours, ref, score_tol: float = 1e-4, box_tol: float = 1e-3) -> None:
-    """Same detections in the same order. Scores that differ by less than ``score_tol`` are ties: two
-    runtimes (or two sorts) may order those either way, so a detection may sit anywhere inside its tie
-    group, but nowhere else."""
-    assert len(ref["scores"]) > 5, "the reference model should detect something"
-    assert len(ours) == len(ref["scores"]), (len(ours), len(ref["scores"]))
-    np.testing.assert_allclose(ours.scores, ref["scores"], atol=score_tol, rtol=0)
-    for i, (box, label, score) in enumerate(zip(ref["boxes"], ref["labels"], ref["scores"])):
-        tie_group = np.flatnonzero(np.abs(ours.scores - score) <= score_tol)
-        partners = [j for j in tie_group if ours.labels[j] == label and np.abs(ours.boxes[j] - box).max() <= box_tol]
-        assert partners, f"reference detection {i} ({label}, {score:.6f}, {box}) has no counterpart"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
