@@ -34,6 +34,7 @@ from runtimes.errors import UserError
 RUNTIMES = ("pytorch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "outputs" / "benchmark"
+DEFAULT_BUILDS = Path(__file__).resolve().parents[1] / "outputs" / "models"
 
 
 # -- what to measure -------------------------------------------------------------------------------------
@@ -422,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default: %(default)s)")
     p.add_argument("--batch", type=int, default=4, help="async depth for the throughput column (default: %(default)s)")
     p.add_argument("--no-benchmark-app", action="store_true", help="skip the benchmark_app cross-check")
-    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="default: outputs/benchmark")
+    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="reports (default: outputs/benchmark)")
+    p.add_argument("--build-dir", type=Path, default=DEFAULT_BUILDS,
+                   help="built models, reused across runs when their inputs match (default: outputs/models)")
     return p
 
 
@@ -430,11 +433,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.checkpoint is not None and not args.arch:
         raise UserError("--arch is required with --checkpoint")
-    output_dir = Path(args.output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{output_dir}: cannot create the output folder ({exc.strerror})") from None
+    output_dir, build_dir = Path(args.output_dir), Path(args.build_dir)
+    for folder in (output_dir, build_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{folder}: cannot create the folder ({exc.strerror})") from None
     from calibration.synthetic import ensure_demo_dataset
 
     demo = args.checkpoint is None and not args.models
@@ -443,7 +447,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = [_row_for_file(Path(m), args) for m in args.models]
     else:
         rows = plan_rows(args)
-        build_artifacts(rows, args, output_dir)
+        build_artifacts(rows, args, build_dir)
     frames_root = Path(__file__).resolve().parents[2] / "shared/data/voc-mini/VOCdevkit/VOC2007/JPEGImages"
     frames = sorted(frames_root.glob("*.jpg"))[:16] or sorted(
         (Path(voc_root or ensure_demo_dataset(verbose=False)) / "VOCdevkit/VOC2007/JPEGImages").glob("*.jpg"))[:16]

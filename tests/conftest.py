@@ -32,6 +32,7 @@ def exported(tmp_path_factory):
             onnx_path = folder / f"{arch}.onnx"
             export_checkpoint(ckpt, arch, onnx_path, num_classes=21)
             cache[arch] = (model, ckpt, onnx_path)
+        cache[arch][0].eval()  # a test may have switched the shared model's mode
         return cache[arch]
 
     return get

@@ -40,7 +40,8 @@ def test_every_combination_gives_a_row_or_a_reason(tmp_path, demo_model):
     out = tmp_path / "bench"
     cmd = [sys.executable, "apps/benchmark.py", "--runtimes", "pytorch,onnxruntime,openvino,tensorrt",
            "--precisions", "fp32,fp16,int8", "--iterations", "8", "--warmup", "1", "--calib-images", "20",
-           "--split", "val", "--no-benchmark-app", "--output-dir", str(out)]
+           "--split", "val", "--no-benchmark-app", "--output-dir", str(out),
+           "--build-dir", str(tmp_path / "models")]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((out / "benchmark.json").read_text())

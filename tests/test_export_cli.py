@@ -134,7 +134,8 @@ def test_foreign_onnx_with_weights_as_inputs_and_old_opset(exported, tmp_path):
     ours = load_detector(ours_path)
     anchors = torch.from_numpy(default_boxes(ours.meta.anchors, 320, 320))
     foreign = tmp_path / "mb3-ssd-lite.onnx"
-    torch.onnx.export(PytorchSSDStyle(model, anchors, 320), (torch.zeros(1, 3, 320, 320),), str(foreign),
+    # eval(): export restores the wrapper's mode afterwards, which would put the shared model in training
+    torch.onnx.export(PytorchSSDStyle(model, anchors, 320).eval(), (torch.zeros(1, 3, 320, 320),), str(foreign),
                       dynamo=False, opset_version=11, keep_initializers_as_inputs=True,
                       input_names=["input_0"], output_names=["scores", "boxes"])
     labels = tmp_path / "labels.txt"
