@@ -4,11 +4,11 @@ Same results as torchvision's ``SSD.postprocess_detections`` followed by its tra
 (softmax, per-class score threshold and top-k candidates, box decoding, clipping, class-wise NMS, best
 ``max_detections``), computed differently so that it is fast in numpy:
 
-* candidates are picked for all classes at once (one threshold mask; one ``argpartition`` over the anchor
-  axis only when some class has more than ``topk_candidates`` above the threshold);
-* only the picked anchors are decoded (hundreds, not 8732 x classes);
-* class-wise NMS is one call of OpenCV's C++ NMS on class-offset boxes (the "coordinate trick" of
-  torchvision's ``batched_nms``, in float64 so the offsets cost no precision).
+* it works best-first: NMS decides each box from better boxes of its class only, so once
+  ``max_detections`` boxes survive among the best W candidates (over all classes), nothing worse can
+  enter the result; W starts at ``topk_candidates`` and grows only when NMS removes many boxes;
+* candidates come from one ``argpartition`` over the flattened scores; only their boxes are decoded;
+* NMS is exact greedy NMS expressed as a fixed point over a (classes, K, K) suppression tensor.
 
 No Python loop runs over boxes or classes.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional, Tuple
 
-import cv2
 import numpy as np
 
 from runtimes.anchors import default_boxes
@@ -63,19 +62,33 @@ class SSDPostprocessor:
 
     # -- the pieces -----------------------------------------------------------------------------------
 
-    def _candidates(self, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(anchor index, label, score) of every per-class top-k score above the threshold."""
-        fg = scores[:, 1:]
-        above = fg > self.score_threshold
-        if above.sum(axis=0).max(initial=0) > self.topk_candidates:
-            k = self.topk_candidates
-            top = np.argpartition(-fg, k - 1, axis=0)[:k]  # (k, C-1): the k best anchors of every class
-            top_scores = np.take_along_axis(fg, top, axis=0)
-            keep = top_scores > self.score_threshold
-            _, cls = np.nonzero(keep)
-            return top[keep], cls + 1, top_scores[keep]
+    def _window(self, fg: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """(anchor index, label, score) of the ``size`` best scores over all classes that pass the threshold
+        and rank within their class's ``topk_candidates``, and whether that window holds every passing
+        score."""
+        # The size-th best per-anchor maximum is a lower bound for the size-th best score overall (those
+        # maxima are size distinct candidates), so scores below it can be skipped before partitioning.
+        floor = self.score_threshold
+        best = fg.max(axis=1)
+        if len(best) > size:
+            floor = max(floor, float(np.partition(best, len(best) - size)[len(best) - size]))
+        above = fg >= floor if floor > self.score_threshold else fg > self.score_threshold
         anchor_idx, cls = np.nonzero(above)
-        return anchor_idx, cls + 1, fg[anchor_idx, cls]
+        scores = fg[anchor_idx, cls]
+        complete = floor == self.score_threshold and len(scores) <= size
+        if len(scores) > size:
+            top = np.argpartition(-scores, size - 1)[:size]
+            anchor_idx, cls, scores = anchor_idx[top], cls[top], scores[top]
+        if len(scores) > self.topk_candidates:
+            # Every better score of the same class is inside the window too, so the rank inside the
+            # window is the rank in the class: torchvision's per-class top-k, exactly.
+            order = np.lexsort((-scores, cls))
+            starts = np.flatnonzero(np.r_[True, cls[order][1:] != cls[order][:-1]])
+            rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+            inside = np.zeros(len(order), dtype=bool)
+            inside[order] = rank < self.topk_candidates
+            anchor_idx, cls, scores = anchor_idx[inside], cls[inside], scores[inside]
+        return anchor_idx, cls + 1, scores, complete
 
     def _decode(self, offsets: np.ndarray, anchor_idx: np.ndarray) -> np.ndarray:
         """torchvision ``BoxCoder.decode_single`` for the selected anchors, clipped to the input."""
@@ -94,22 +107,46 @@ class SSDPostprocessor:
         return boxes
 
     def _nms(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Indices kept by class-wise NMS, by decreasing score, at most ``max_detections``."""
+        """Indices kept by class-wise NMS, by decreasing score, at most ``max_detections``.
+
+        Exact greedy NMS, vectorised: candidates are grouped by class into a padded (C, K) layout, the
+        same-class IoU > threshold relation is one (C, K, K) boolean tensor, and the greedy result is its
+        unique fixed point ``keep[i] = not any(keep[j] and suppresses[j, i] for j ranked before i)``,
+        reached by iterating from "keep all" (each pass settles at least one more rank; a few passes in
+        practice). IoU is computed in float32 with torchvision's formula, so decisions agree.
+        """
         if len(scores) == 0:
             return np.zeros(0, dtype=np.int64)
-        # Zero-area boxes (clipped away entirely) overlap nothing: torchvision keeps them all, whereas
-        # OpenCV would call two of them identical. Keep them aside.
-        wh = (boxes[:, 2:] - boxes[:, :2]).astype(np.float64)
-        degenerate = (wh <= 0).any(axis=1)
-        solid = np.flatnonzero(~degenerate)
-        offset = labels[solid].astype(np.float64) * (max(self.input_size) + 1.0)
-        rects = np.column_stack([boxes[solid, 0] + offset, boxes[solid, 1] + offset, wh[solid]])
-        # (OpenCV's top_k caps the candidates, not the boxes kept: leave it off and cut afterwards.)
-        kept = cv2.dnn.NMSBoxes(rects, scores[solid].astype(np.float32),  # type: ignore[arg-type]  # stubs
-                                0.0, self.iou_threshold)  # say Sequence; OpenCV takes (and wants) ndarrays
-        keep = np.concatenate([solid[np.asarray(kept, dtype=np.int64).reshape(-1)], np.flatnonzero(degenerate)])
-        keep = keep[np.argsort(-scores[keep], kind="stable")]
-        return keep[: self.max_detections]
+        order = np.lexsort((-scores, labels))  # by class, then by decreasing score (stable)
+        sorted_labels = labels[order]
+        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+        counts = np.diff(np.r_[starts, len(order)])
+        width = int(counts.max())
+        slot = np.arange(len(order)) - np.repeat(starts, counts)  # rank within its class
+        group = np.repeat(np.arange(len(starts)), counts)
+        index = np.full((len(starts), width), -1, dtype=np.int64)
+        index[group, slot] = order
+        valid = index >= 0
+        b = boxes[np.where(valid, index, 0)]  # (C, K, 4)
+        area = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+        lt = np.maximum(b[:, :, None, :2], b[:, None, :, :2])
+        rb = np.minimum(b[:, :, None, 2:], b[:, None, :, 2:])
+        wh = np.clip(rb - lt, 0, None)
+        inter = wh[..., 0] * wh[..., 1]
+        union = area[:, :, None] + area[:, None, :] - inter
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = inter / union  # 0/0 (two empty boxes) is NaN, which suppresses nothing, as in torchvision
+        earlier = np.triu(np.ones((width, width), dtype=bool), k=1)  # [j, i]: j ranks before i
+        suppresses = (iou > np.float32(self.iou_threshold)) & earlier & valid[:, :, None] & valid[:, None, :]
+        keep = valid.copy()
+        for _ in range(width):
+            new = valid & ~(keep[:, :, None] & suppresses).any(axis=1)
+            if np.array_equal(new, keep):
+                break
+            keep = new
+        kept = index[keep]
+        kept = kept[np.argsort(-scores[kept], kind="stable")]
+        return kept[: self.max_detections]
 
     def _to_image(self, boxes: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
         ratio = (np.asarray(image_size, dtype=np.float32) / np.asarray(self.input_size, dtype=np.float32))
@@ -134,16 +171,28 @@ class SSDPostprocessor:
             scores = softmax(np.asarray(outputs["cls_logits"][index], dtype=np.float32))
         else:
             scores = np.asarray(outputs["scores"][index], dtype=np.float32)
-        anchor_idx, labels, cand_scores = self._candidates(scores)
-        if fmt == "raw":
-            boxes = self._decode(np.asarray(outputs["bbox_regression"][index][anchor_idx], np.float32), anchor_idx)
-        else:
-            height, width = self.input_size
-            corners = np.asarray(outputs["boxes"][index][anchor_idx], dtype=np.float32)
-            boxes = self._clip(corners * np.array([width, height, width, height], dtype=np.float32))
-        keep = self._nms(boxes, cand_scores, labels)
+        # Best scores first: NMS keeps or drops a box by looking only at better boxes of its class, so
+        # once ``max_detections`` boxes survive among the best W, no worse box can enter the result. Most
+        # images settle in the first window; the window grows only when NMS removes many boxes.
+        fg = scores[:, 1:]
+        size = max(self.topk_candidates, 2 * self.max_detections)
+        while True:
+            anchor_idx, labels, cand_scores, complete = self._window(fg, size)
+            boxes = self._boxes(outputs, index, anchor_idx)
+            keep = self._nms(boxes, cand_scores, labels)
+            if len(keep) >= self.max_detections or complete:
+                break  # enough survivors, or the window already held every passing score
+            size *= 4
         return Detections(self._to_image(boxes[keep], image_size), cand_scores[keep].astype(np.float32),
                           labels[keep].astype(np.int64), self.meta.class_names)
+
+    def _boxes(self, outputs: Mapping[str, np.ndarray], index: int, anchor_idx: np.ndarray) -> np.ndarray:
+        """Decoded, clipped (M, 4) boxes in input pixels for the selected anchors."""
+        if self.meta.output_format == "raw":
+            return self._decode(np.asarray(outputs["bbox_regression"][index][anchor_idx], np.float32), anchor_idx)
+        height, width = self.input_size
+        corners = np.asarray(outputs["boxes"][index][anchor_idx], dtype=np.float32)
+        return self._clip(corners * np.array([width, height, width, height], dtype=np.float32))
 
     def _from_nms(self, outputs: Mapping[str, np.ndarray], image_size: Tuple[int, int], index: int) -> Detections:
         count = int(np.asarray(outputs["num_detections"][index]).reshape(-1)[0])
