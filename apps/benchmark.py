@@ -172,8 +172,6 @@ def _file_size_mb(row: Dict[str, Any]) -> float:
 
 def measure_row(row: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
     """Time one row; runs in a fresh process so that ru_maxrss is this row's peak memory."""
-    import resource
-
     from apps.stats import fps, iterations_for, summarize
     from calibration.images import read_image
     from runtimes.loader import load_detector
@@ -213,9 +211,23 @@ def measure_row(row: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]
         result["map_voc07"] = evaluate_detector(detector, data, show_progress=False).map
     if row["runtime"] == "openvino" and settings.get("benchmark_app"):
         result["benchmark_app_ms"] = _benchmark_app(row["model"])
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     detector.close()
     return result
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. /proc's VmHWM belongs to this address space; ru_maxrss
+    would also count the parent's peak, which Linux carries across fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _throughput(row: Dict[str, Any], detector, frames, depth: int):

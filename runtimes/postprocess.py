@@ -8,7 +8,7 @@ Same results as torchvision's ``SSD.postprocess_detections`` followed by its tra
   ``max_detections`` boxes survive among the best W candidates (over all classes), nothing worse can
   enter the result; W starts at ``topk_candidates`` and grows only when NMS removes many boxes;
 * candidates come from one ``argpartition`` over the flattened scores; only their boxes are decoded;
-* NMS is exact greedy NMS expressed as a fixed point over a (classes, K, K) suppression tensor.
+* class-wise NMS is one call of OpenCV's C++ greedy NMS on class-offset boxes.
 
 No Python loop runs over boxes or classes.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional, Tuple
 
+import cv2
 import numpy as np
 
 from runtimes.anchors import default_boxes
@@ -109,44 +110,25 @@ class SSDPostprocessor:
     def _nms(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Indices kept by class-wise NMS, by decreasing score, at most ``max_detections``.
 
-        Exact greedy NMS, vectorised: candidates are grouped by class into a padded (C, K) layout, the
-        same-class IoU > threshold relation is one (C, K, K) boolean tensor, and the greedy result is its
-        unique fixed point ``keep[i] = not any(keep[j] and suppresses[j, i] for j ranked before i)``,
-        reached by iterating from "keep all" (each pass settles at least one more rank; a few passes in
-        practice). IoU is computed in float32 with torchvision's formula, so decisions agree.
+        One call of OpenCV's C++ greedy NMS on class-offset boxes (the "coordinate trick" of torchvision's
+        ``batched_nms``, in float64 so the offsets cost no precision). Its cost grows with candidates x
+        boxes kept, which the best-first window keeps small.
         """
         if len(scores) == 0:
             return np.zeros(0, dtype=np.int64)
-        order = np.lexsort((-scores, labels))  # by class, then by decreasing score (stable)
-        sorted_labels = labels[order]
-        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-        counts = np.diff(np.r_[starts, len(order)])
-        width = int(counts.max())
-        slot = np.arange(len(order)) - np.repeat(starts, counts)  # rank within its class
-        group = np.repeat(np.arange(len(starts)), counts)
-        index = np.full((len(starts), width), -1, dtype=np.int64)
-        index[group, slot] = order
-        valid = index >= 0
-        b = boxes[np.where(valid, index, 0)]  # (C, K, 4)
-        area = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-        lt = np.maximum(b[:, :, None, :2], b[:, None, :, :2])
-        rb = np.minimum(b[:, :, None, 2:], b[:, None, :, 2:])
-        wh = np.clip(rb - lt, 0, None)
-        inter = wh[..., 0] * wh[..., 1]
-        union = area[:, :, None] + area[:, None, :] - inter
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iou = inter / union  # 0/0 (two empty boxes) is NaN, which suppresses nothing, as in torchvision
-        earlier = np.triu(np.ones((width, width), dtype=bool), k=1)  # [j, i]: j ranks before i
-        suppresses = (iou > np.float32(self.iou_threshold)) & earlier & valid[:, :, None] & valid[:, None, :]
-        keep = valid.copy()
-        for _ in range(width):
-            new = valid & ~(keep[:, :, None] & suppresses).any(axis=1)
-            if np.array_equal(new, keep):
-                break
-            keep = new
-        kept = index[keep]
-        kept = kept[np.argsort(-scores[kept], kind="stable")]
-        return kept[: self.max_detections]
+        # Zero-area boxes (clipped away entirely) overlap nothing: torchvision keeps them all, whereas
+        # OpenCV would call two of them identical. Keep them aside.
+        wh = (boxes[:, 2:] - boxes[:, :2]).astype(np.float64)
+        degenerate = (wh <= 0).any(axis=1)
+        solid = np.flatnonzero(~degenerate)
+        offset = labels[solid].astype(np.float64) * (max(self.input_size) + 1.0)
+        rects = np.column_stack([boxes[solid, 0] + offset, boxes[solid, 1] + offset, wh[solid]])
+        # OpenCV's top_k caps the candidates, not the boxes kept: leave it off and cut afterwards.
+        kept = cv2.dnn.NMSBoxes(rects, scores[solid].astype(np.float32),  # type: ignore[arg-type]  # stubs
+                                0.0, self.iou_threshold)  # say Sequence; OpenCV takes (and wants) ndarrays
+        keep = np.concatenate([solid[np.asarray(kept, dtype=np.int64).reshape(-1)], np.flatnonzero(degenerate)])
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        return keep[: self.max_detections]
 
     def _to_image(self, boxes: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
         ratio = (np.asarray(image_size, dtype=np.float32) / np.asarray(self.input_size, dtype=np.float32))
