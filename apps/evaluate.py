@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -58,8 +59,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         from runtimes.atomic import atomic_write_text
 
+        # A class without objects has no AP: null, since NaN is not JSON.
+        per_class = {k: (None if math.isnan(v) else v) for k, v in result.per_class.items()}
         atomic_write_text(args.json, json.dumps({"model": str(args.model), "metric": args.metric,
-                                                 "map": result.map, "per_class": result.per_class}, indent=2))
+                                                 "map": result.map, "per_class": per_class}, indent=2))
     return 0
 
 
