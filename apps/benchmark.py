@@ -210,7 +210,7 @@ def measure_row(row: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]
                           list(detector.meta.class_names[1:]))
         result["map_voc07"] = evaluate_detector(detector, data, show_progress=False).map
     if row["runtime"] == "openvino" and settings.get("benchmark_app"):
-        result["benchmark_app_ms"] = _benchmark_app(row["model"])
+        result["benchmark_app_ms"] = benchmark_app_median(row["model"])
     result["peak_rss_mb"] = peak_rss_mb()
     detector.close()
     return result
@@ -246,8 +246,9 @@ def _throughput(row: Dict[str, Any], detector, frames, depth: int):
     return rate, f"AsyncInferQueue, {depth} requests, throughput hint"
 
 
-def _benchmark_app(xml: str) -> Optional[float]:
-    """benchmark_app's median latency for the IR (float input, FP32 compute, as our runner uses it)."""
+def benchmark_app_median(xml: str, seconds: int = 5) -> Optional[float]:
+    """benchmark_app's median latency for the IR (float input, FP32 compute, as our runner uses it);
+    None when benchmark_app is missing or prints no median."""
     import re
     import shutil
     import subprocess
@@ -255,7 +256,8 @@ def _benchmark_app(xml: str) -> Optional[float]:
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
     if not Path(tool).exists():
         return None
-    cmd = [tool, "-m", xml, "-d", "CPU", "-hint", "latency", "-ip", "f32", "-infer_precision", "f32", "-t", "5"]
+    cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-ip", "f32", "-infer_precision", "f32",
+           "-t", str(seconds)]
     out = subprocess.run(cmd, capture_output=True, text=True).stdout
     match = re.search(r"Median:\s+([\d.]+)\s*ms", out)
     return float(match.group(1)) if match else None

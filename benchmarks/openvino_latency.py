@@ -13,10 +13,8 @@ ours / benchmark_app (target <= 1.10).
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from apps.benchmark import benchmark_app_median
 from calibration.images import read_image
 from calibration.stream import select_images
 from calibration.synthetic import ensure_demo_dataset
@@ -48,17 +47,6 @@ def source_onnx(arch: str, folder: Path) -> Path:
     out = folder / "ssd300_random.onnx"
     export_checkpoint(ckpt, "ssd300_vgg16", out, 21)
     return out
-
-
-def benchmark_app_median(xml: Path, seconds: int) -> float:
-    tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
-    cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-ip", "f32", "-infer_precision", "f32",
-           "-t", str(seconds)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Median:\s+([\d.]+)\s*ms", out)
-    if not match:
-        raise RuntimeError(f"no median in benchmark_app output:\n{out[-2000:]}")
-    return float(match.group(1))
 
 
 def ours_median(xml: Path, frames, iterations: int) -> tuple:
@@ -98,7 +86,9 @@ def main() -> None:
                 xml = folder / f"{arch}_{precision}.xml"
                 build_openvino(onnx_path, meta, precision, xml, calibration if precision == "int8" else None,
                                log=lambda _: None)
-                ref = benchmark_app_median(xml, args.seconds)
+                ref = benchmark_app_median(str(xml), args.seconds)
+                if ref is None:
+                    raise SystemExit("benchmark_app is missing or printed no median (pip install openvino)")
                 ours, stages = ours_median(xml, frames, args.iterations)
                 rows.append((arch, precision, ref, ours, stages))
                 print(f"{arch:<11} {precision:<5} benchmark_app {ref:8.2f} ms   ours end-to-end {ours:8.2f} ms "
