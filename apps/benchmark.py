@@ -26,7 +26,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+# The repository root replaces the script's own folder on the path: a module here (e.g. export/onnx_model.py)
+# must not shadow a library's top-level module of the same name (onnxruntime's quantizer imports one).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.pop(1)
 
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
@@ -42,9 +45,9 @@ DEFAULT_BUILDS = Path(__file__).resolve().parents[1] / "outputs" / "models"
 def unavailable_reason(runtime: str) -> Optional[str]:
     modules = {"pytorch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
     if runtime == "tensorrt":
-        from export.build_engine import tensorrt_available
+        from runtimes.tensorrt_support import unavailable_reason as tensorrt_unavailable
 
-        return tensorrt_available()
+        return tensorrt_unavailable()
     try:
         __import__(modules[runtime])
     except ImportError:

@@ -24,7 +24,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+# The repository root replaces the script's own folder on the path: a module here (e.g. export/onnx_model.py)
+# must not shadow a library's top-level module of the same name (onnxruntime's quantizer imports one).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.pop(1)
 # OpenCV logs a warning per failed camera probe; the app reports failures itself, in one line.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 

@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+# The repository root replaces the script's own folder on the path: a module here (e.g. export/onnx_model.py)
+# must not shadow a library's top-level module of the same name (onnxruntime's quantizer imports one).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.pop(1)
 
 from runtimes.cli import run_cli
 

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import cv2
 
+# The repository root replaces the script's own folder on the path: a module here (e.g. export/onnx_model.py)
+# must not shadow a library's top-level module of the same name (onnxruntime's quantizer imports one).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.pop(1)
 
 from apps.camera import build_parser, run
 from calibration.stream import select_images

@@ -20,7 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# The repository root replaces the script's own folder on the path: a module here (e.g. export/onnx_model.py)
+# must not shadow a library's top-level module of the same name (onnxruntime's quantizer imports one).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.pop(1)
 
 from apps.benchmark import benchmark_app_median
 from calibration.images import read_image

@@ -22,7 +22,10 @@ import numpy as np
 import torch
 from torchvision.models.detection.image_list import ImageList
 
+# The repository root replaces the script's own folder on the path: a module here (e.g. export/onnx_model.py)
+# must not shadow a library's top-level module of the same name (onnxruntime's quantizer imports one).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.pop(1)
 
 from export.architectures import build_model, describe
 from runtimes.metadata import VOC_CLASSES

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable, Iterator, Optional, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -33,3 +33,18 @@ def progress(items: Iterable[T], total: Optional[int] = None, desc: str = "", en
             last = now
             of = f"/{total}" if total else ""
             print(f"  {desc}: {done}{of} ({done / (now - start):.1f}/s)", file=sys.stderr, flush=True)
+
+
+def progress_line(desc: str, unit: str, every_s: float = 5.0) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback for work driven from elsewhere (TensorRT pulling calibration batches):
+    prints a line every ``every_s`` seconds and at the end."""
+    start = time.monotonic()
+    last = [start]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_s or done == total:
+            last[0] = now
+            print(f"  {desc}: {done}/{total} {unit} ({now - start:.0f} s)", file=sys.stderr, flush=True)
+
+    return report

@@ -22,7 +22,10 @@ import cv2
 import numpy as np
 import torch
 
+# The repository root replaces the script's own folder on the path: a module here (e.g. export/onnx_model.py)
+# must not shadow a library's top-level module of the same name (onnxruntime's quantizer imports one).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.pop(1)
 
 from calibration.images import read_image
 from calibration.synthetic import DEFAULT_SEED, SHAPE_CLASSES, ensure_demo_dataset

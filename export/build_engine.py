@@ -18,8 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+# The repository root replaces the script's own folder on the path: a module here (e.g. export/onnx_model.py)
+# must not shadow a library's top-level module of the same name (onnxruntime's quantizer imports one).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.pop(1)
 
+from calibration.tensorrt_calibrator import ALGORITHMS
+from export.qdq_onnx import METHODS
+from export.tensorrt_build import INT8_ROUTES, NMS_MODES
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
 
@@ -35,32 +41,16 @@ class ModelSource:
     is_demo: bool
 
 
-def tensorrt_available() -> Optional[str]:
-    """None when TensorRT and a CUDA GPU are usable here, else the reason they are not."""
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "TensorRT is not installed"
-    try:
-        import pycuda.driver as cuda
-
-        cuda.init()
-        if cuda.Device.count() == 0:
-            return "no CUDA GPU"
-    except ImportError:
-        return "pycuda is not installed"
-    except Exception as exc:  # pycuda raises its own LogicError/RuntimeError when no driver is present
-        return f"no usable CUDA GPU ({exc})"
-    return None
-
-
 def choose_target(requested: str) -> str:
     if requested != "auto":
         return requested
-    reason = tensorrt_available()
-    # TensorRT engines are not built by this version yet: auto says what it found and uses OpenVINO.
-    found = "TensorRT and a CUDA GPU found, but this version builds no engines yet" if reason is None else reason
-    print(f"target: openvino ({found}; --target picks another)")
+    from runtimes.tensorrt_support import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        print("target: tensorrt (TensorRT and a CUDA GPU found; --target picks another)")
+        return "tensorrt"
+    print(f"target: openvino ({reason}; --target picks another)")
     return "openvino"
 
 
@@ -149,13 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--max-map-drop", type=float, help="accuracy-aware INT8: keep sensitive layers in FP until "
                      "the mAP drop (VOC07 points) is at most this (default: off)")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: outputs/)")
-    trt = p.add_argument_group("TensorRT")
+    trt = p.add_argument_group("TensorRT (and the ONNX made for it with --target onnx)")
     trt.add_argument("--batch", help="dynamic batch profile MIN,OPT,MAX (default: static batch 1)")
+    trt.add_argument("--int8-route", choices=INT8_ROUTES, default="auto",
+                     help="implicit: TensorRT calibrator (TensorRT < 11); explicit: Q/DQ ONNX made here with ONNX "
+                          "Runtime (any version); auto: implicit where it exists (default: %(default)s)")
+    trt.add_argument("--calib-algorithm", choices=ALGORITHMS, default="entropy",
+                     help="implicit route's calibrator (default: %(default)s)")
+    trt.add_argument("--calib-batch", type=int, default=8, help="implicit route's batch (default: %(default)s)")
+    trt.add_argument("--calib-cache", type=Path, help="implicit route's cache (default: OUTPUT/NAME.calib.cache)")
+    trt.add_argument("--qdq-method", choices=METHODS, default="minmax",
+                     help="explicit route's range estimator (default: %(default)s)")
+    trt.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB (default: %(default)s)")
+    trt.add_argument("--timing-cache", type=Path, help="timing cache (default: OUTPUT/timing-TRTVERSION.cache)")
+    trt.add_argument("--dla-core", type=int, help="build for this DLA core, GPU fallback on (default: GPU only)")
+    trt.add_argument("--nms", choices=NMS_MODES, default="host",
+                     help="engine: append EfficientNMS_TRT so the engine returns final detections "
+                          "(default: %(default)s: NMS in the shared post-processor)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in engines as their rebuild command
     output_dir = Path(args.output)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{output_dir}: --output must be a folder")
@@ -168,32 +174,114 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
     source = resolve_model(args, output_dir)
 
-    from export.onnx_model import load_onnx, read_metadata
+    from export.onnx_model import require_metadata
 
-    meta = read_metadata(load_onnx(source.onnx), str(source.onnx))
-    if meta is None:
-        raise UserError(f"{source.onnx}: no SSD metadata; convert it first with export/export_onnx.py --onnx-in")
+    meta = require_metadata(source.onnx)
     print(f"source: {source.description}: {meta.arch}, {meta.input_width}x{meta.input_height}, "
           f"{meta.num_classes - 1} classes")
 
+    if args.max_map_drop is not None and target != "openvino":
+        raise UserError("--max-map-drop (accuracy-aware INT8) uses NNCF's accuracy control: use it with "
+                        "--target openvino")
     if target == "onnx":
-        return _finish_onnx(source, output_dir)
+        return _build_onnx(args, source, meta, precision, output_dir)
     if target == "tensorrt":
-        reason = tensorrt_available()
-        if reason is not None:
-            raise UserError(f"{reason}: on a Jetson use JetPack's Python with python3-libnvinfer and pycuda; "
-                            "elsewhere use --target openvino")
-        raise UserError("this version of the toolkit does not build TensorRT engines yet; build the ONNX "
-                        "(--target onnx) and compile it with trtexec, or use --target openvino")
+        return _build_tensorrt(args, source, meta, precision, output_dir)
+    if args.nms != "host":
+        raise UserError("--nms engine appends TensorRT's EfficientNMS plugin: use it with --target tensorrt "
+                        "or --target onnx")
     return _build_openvino(args, source, meta, precision, output_dir)
 
 
-def _finish_onnx(source: ModelSource, output_dir: Path) -> int:
+def _qdq_model(args: argparse.Namespace, source: ModelSource, meta, output_dir: Path) -> Path:
+    """The explicit INT8 route's Q/DQ ONNX (made here, or the --onnx given when it already is one), its
+    accuracy against FP32 printed when a validation split exists."""
+    from export.qdq_onnx import build_qdq_onnx
+    from export.tensorrt_build import has_qdq
+
+    if has_qdq(meta):
+        print(f"INT8: {source.onnx} is already a Q/DQ model; building it as is")
+        return source.onnx
+    out = output_dir / f"{source.stem}_int8_qdq.onnx"
+    report = build_qdq_onnx(source.onnx, meta, calibration_set(args, source), out, args.qdq_method)
+    print(f"built the Q/DQ INT8 ONNX in {report.seconds:.1f} s: {out}")
+    validation = validation_set(args, source, meta)
+    if validation is not None:
+        _compare_with_fp32(source, out, validation, args, runtimes=("onnxruntime", "openvino"))
+    return out
+
+
+def _with_nms(onnx_path: Path, output_dir: Path) -> Path:
+    """``onnx_path`` with decoding and EfficientNMS_TRT appended (``--nms engine``)."""
+    from export.efficient_nms import append_efficient_nms, save_with_plugin
+    from export.onnx_model import load_onnx, require_metadata, write_metadata
+
+    model = load_onnx(onnx_path)
+    with_nms, nms_meta = append_efficient_nms(model, require_metadata(onnx_path))
+    write_metadata(with_nms, nms_meta)
+    out = output_dir / f"{onnx_path.stem}_nms.onnx"
+    save_with_plugin(with_nms, out)
+    print(f"appended decoding and EfficientNMS_TRT (score > {nms_meta.score_threshold}, IoU "
+          f"{nms_meta.iou_threshold}, {nms_meta.max_detections} detections): {out}")
+    return out
+
+
+def _build_onnx(args: argparse.Namespace, source: ModelSource, meta, precision: str, output_dir: Path) -> int:
+    """The ONNX to take to a device: FP32 as exported, or the Q/DQ INT8 model (``--int8``), optionally
+    with EfficientNMS appended (``--nms engine``)."""
+    if precision == "fp16":
+        raise UserError("--target onnx writes FP32 or Q/DQ INT8 models; FP16 is chosen when building the engine")
+    path = _qdq_model(args, source, meta, output_dir) if precision == "int8" else _copy_onnx(source, output_dir)
+    if precision == "fp32":
+        _verify_onnx(path)
+    if args.nms == "engine":
+        path = _with_nms(path, output_dir)
+        print("note: ONNX Runtime and OpenVINO cannot run EfficientNMS_TRT; this file is for TensorRT")
+    print(f"wrote {path}")
+    return 0
+
+
+def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precision: str, output_dir: Path) -> int:
+    import shlex
+
+    from export.tensorrt_build import TensorRTOptions, build_engine, has_qdq, parse_batch, plan_build, trtexec_command
+    from runtimes.tensorrt_support import Capabilities, import_cuda, parse_version, require_tensorrt
+
+    version = require_tensorrt()
+    import_cuda()
+    options = TensorRTOptions(precision, args.int8_route, args.calib_algorithm, args.calib_batch, args.workspace,
+                              parse_batch(args.batch), args.dla_core, args.nms)
+    plan = plan_build(Capabilities(parse_version(version)), options, has_qdq(meta))
+    print(f"TensorRT {version}: {precision.upper()}"
+          + (f", INT8 route {plan.int8_route}" if plan.int8_route else "")
+          + "".join(f"; {note}" for note in plan.notes))
+    onnx_path, calibration = source.onnx, None
+    if plan.int8_route == "explicit":
+        onnx_path = _qdq_model(args, source, meta, output_dir)
+    elif plan.int8_route == "implicit":
+        calibration = calibration_set(args, source)
+    if args.nms == "engine":
+        onnx_path = _with_nms(onnx_path, output_dir)
+    from export.onnx_model import require_metadata
+
+    build_meta = require_metadata(onnx_path)
+    suffix = "_nms" if args.nms == "engine" else ""
+    out = output_dir / f"{source.stem}_{precision}{suffix}.engine"
+    timing = args.timing_cache or output_dir / f"timing-{version}.cache"
+    calib_cache = args.calib_cache or output_dir / f"{source.stem}.calib.cache"
+    print("trtexec equivalent: " + trtexec_command(onnx_path, out, meta, options, plan, timing))
+    rebuild = "python export/build_engine.py " + shlex.join(args.argv)
+    record = {"source": source.description}
+    if calibration is not None:
+        record["calibration"] = calibration.record()
+    result = build_engine(onnx_path, build_meta, out, options, calibration=calibration, calib_cache=calib_cache,
+                          timing_cache=timing, rebuild_command=rebuild, record=record)
+    print(f"built TensorRT {precision.upper()} engine in {result.seconds:.1f} s: {out} (+ {out.name}.json)")
+    return 0
+
+
+def _copy_onnx(source: ModelSource, output_dir: Path) -> Path:
     import shutil
-
-    import numpy as np
-
-    from runtimes.loader import load_detector
 
     out = output_dir / f"{source.stem}.onnx"
     if source.onnx.resolve() != out.resolve():
@@ -201,11 +289,16 @@ def _finish_onnx(source: ModelSource, output_dir: Path) -> int:
 
         with atomic_outputs(out) as (tmp,):
             shutil.copyfile(source.onnx, tmp)
-    detector = load_detector(out)
-    dets = detector(np.full((480, 640, 3), 114, np.uint8))
+    return out
+
+
+def _verify_onnx(path: Path) -> None:
+    import numpy as np
+
+    from runtimes.loader import load_detector
+
+    dets = load_detector(path)(np.full((480, 640, 3), 114, np.uint8))
     print(f"verified with ONNX Runtime: runs, {len(dets)} detections on a grey frame")
-    print(f"wrote {out}")
-    return 0
 
 
 def _build_openvino(args: argparse.Namespace, source: ModelSource, meta, precision: str, output_dir: Path) -> int:
@@ -227,15 +320,18 @@ def _build_openvino(args: argparse.Namespace, source: ModelSource, meta, precisi
     return 0
 
 
-def _compare_with_fp32(source: ModelSource, int8_xml: Path, validation, args: argparse.Namespace) -> None:
+def _compare_with_fp32(source: ModelSource, quantized: Path, validation, args: argparse.Namespace,
+                      runtimes=("openvino",)) -> None:
     from calibration.evaluation import evaluate_detector
     from runtimes.loader import load_detector
 
     print(f"judging accuracy on {len(validation)} images ({validation.year_dir.name}/{validation.split}) ...")
-    fp32 = evaluate_detector(load_detector(source.onnx, "openvino"), validation, show_progress=False).map
-    int8 = evaluate_detector(load_detector(int8_xml), validation, show_progress=False).map
     budget = f" (budget {args.max_map_drop})" if args.max_map_drop is not None else ""
-    print(f"mAP (VOC07): FP32 {100 * fp32:.2f}, INT8 {100 * int8:.2f}, drop {100 * (fp32 - int8):.2f} points{budget}")
+    for runtime in runtimes:
+        fp32 = evaluate_detector(load_detector(source.onnx, runtime), validation, show_progress=False).map
+        int8 = evaluate_detector(load_detector(quantized, runtime), validation, show_progress=False).map
+        print(f"mAP (VOC07) on {runtime}: FP32 {100 * fp32:.2f}, INT8 {100 * int8:.2f}, "
+              f"drop {100 * (fp32 - int8):.2f} points{budget}")
 
 
 if __name__ == "__main__":

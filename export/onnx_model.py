@@ -32,6 +32,14 @@ def read_metadata(model: onnx.ModelProto, origin: str) -> Optional[ModelMetadata
     return None
 
 
+def require_metadata(path: Path) -> ModelMetadata:
+    """The SSD metadata of the ONNX file at ``path``; UserError when it has none."""
+    meta = read_metadata(load_onnx(path), str(path))
+    if meta is None:
+        raise UserError(f"{path}: no SSD metadata; convert it first with export/export_onnx.py --onnx-in")
+    return meta
+
+
 def write_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> None:
     meta.validate()
     for prop in list(model.metadata_props):
