@@ -103,6 +103,8 @@ def build_artifacts(rows: List[Dict[str, Any]], args: argparse.Namespace, output
                 if row["precision"] == "int8" and calibration is None:
                     calibration = _calibration(args, source)
                 row["model"] = str(_openvino_ir(onnx_path, meta, row["precision"], output_dir, calibration))
+            elif row["runtime"] == "tensorrt":
+                row["model"] = str(_tensorrt_engine(onnx_path, row["precision"], output_dir, args))
         except UserError as exc:
             row["status"] = f"build failed: {exc}"
 
@@ -114,6 +116,35 @@ def _calibration(args: argparse.Namespace, source):
     root = Path(args.calib_data) if args.calib_data else ensure_demo_dataset(verbose=False)
     split = "train" if args.calib_data is None else "trainval"
     return select_images(root, args.calib_images, 0, "2007", split)
+
+
+def _tensorrt_engine(onnx_path: Path, precision: str, output_dir: Path, args: argparse.Namespace) -> Path:
+    """The engine for ``precision``, rebuilt unless one built here from the same ONNX and images exists."""
+    from calibration.synthetic import ensure_demo_dataset
+    from export.build_engine import main as build
+    from runtimes.hashing import sha256_file
+    from runtimes.tensorrt_engine_file import read_engine
+
+    engine = output_dir / f"{onnx_path.stem}_{precision}.engine"
+    calib = ["--calib-data", str(args.calib_data)] if args.calib_data else \
+        ["--calib-data", str(ensure_demo_dataset(verbose=False)), "--calib-split", "train"]
+    command = ["--target", "tensorrt", "--onnx", str(onnx_path), "--output", str(output_dir)]
+    if precision != "fp32":
+        command.append(f"--{precision}")
+    if precision == "int8":
+        command += calib + ["--calib-images", str(args.calib_images)]
+    if engine.is_file():
+        try:
+            record = read_engine(engine)[1]
+            if record.build.get("source_onnx_sha256") == sha256_file(onnx_path) and \
+                    record.build.get("command") == command:
+                print(f"reusing {engine.name} (built from the same inputs)")
+                return engine
+        except UserError:
+            pass
+    print(f"building {engine.name} ...", flush=True)
+    build(command)
+    return engine
 
 
 def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibration) -> Path:

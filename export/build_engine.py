@@ -271,7 +271,9 @@ def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precisi
     calib_cache = args.calib_cache or output_dir / f"{source.stem}.calib.cache"
     print("trtexec equivalent: " + trtexec_command(onnx_path, out, meta, options, plan, timing))
     rebuild = "python export/build_engine.py " + shlex.join(args.argv)
-    record = {"source": source.description}
+    from runtimes.hashing import sha256_file
+
+    record = {"source": source.description, "source_onnx_sha256": sha256_file(source.onnx), "command": args.argv}
     if calibration is not None:
         record["calibration"] = calibration.record()
     result = build_engine(onnx_path, build_meta, out, options, calibration=calibration, calib_cache=calib_cache,

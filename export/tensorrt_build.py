@@ -79,17 +79,17 @@ def plan_build(caps: Capabilities, options: TensorRTOptions, onnx_has_qdq: bool 
     if not caps.precision_flags:
         # TensorRT 11: strongly typed; each layer runs in the type the ONNX model gives it.
         network.append("STRONGLY_TYPED")
-        if options.precision == "fp16":
+        if options.precision == "fp16" and route is None:
             raise UserError(f"TensorRT {version} has no FP16 builder flag: it builds FP16 only from an FP16 ONNX "
                             "model (NVIDIA ModelOpt AutoCast); build FP32 or INT8 (--int8), or use TensorRT 10")
         if route == "explicit":
             notes.append("strongly typed: Q/DQ layers run INT8, the rest in the model's FP32")
+    elif route is not None:
+        # INT8 where quantized (implicitly: every layer TensorRT calibrates; explicitly: the Q/DQ layers, which
+        # TensorRT < 11 builds only with the INT8 flag set), FP16 for the rest, as trtexec --int8 --fp16 does.
+        flags += ["INT8", "FP16"]
     elif options.precision == "fp16":
         flags.append("FP16")
-    elif route is not None:
-        # INT8 where quantized (implicitly: every layer TensorRT calibrates; explicitly: the Q/DQ layers),
-        # FP16 for what stays unquantized, as trtexec --int8 --fp16 does.
-        flags += ["INT8", "FP16"]
     if options.dla_core is not None:
         if options.precision == "fp32" and route is None:
             raise UserError("the DLA runs FP16 or INT8 only: add --fp16 or --int8 to --dla-core")
