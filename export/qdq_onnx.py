@@ -71,10 +71,11 @@ def build_qdq_onnx(source: Path, meta: ModelMetadata, images: CalibrationSet, ou
             str(source), str(temp), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             calibrate_method=calibrate,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                           # merge ranges every few images: holding every activation of 300 images
-                           # would take gigabytes
-                           "CalibMaxIntermediateOutputs": 8})
+            # No CalibMaxIntermediateOutputs: in onnxruntime 1.32 the MinMax calibrator discards (rather than
+            # merges) each full chunk, so the ranges would come from the last few images only. MinMax keeps
+            # just two numbers per tensor and image anyway; entropy/percentile keep whole activations, so
+            # they need fewer --calib-images on big models.
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
         record = {"route": "explicit Q/DQ", "quantizer": "onnxruntime.quantization.quantize_static",
                   "method": method, **QDQ_SETTINGS, "calibration": images.record(),
                   "source_onnx_sha256": sha256_file(source)}
