@@ -174,8 +174,9 @@ def test_gstreamer_pipeline_strings():
     assert parse_source("rtsp://cam/s", gstreamer=True).attempts[0][1][0].startswith("rtspsrc location=rtsp://cam/s")
 
 
-@pytest.mark.skipif(not has_gstreamer(), reason="this OpenCV has no GStreamer (pip's wheels do not; "
-                                                "Debian's python3-opencv and JetPack's do)")
+@pytest.mark.skipif(not has_gstreamer(), reason="this OpenCV has no GStreamer (pip's wheels do not); "
+                                                "tests/test_system_python.py runs the GStreamer source with "
+                                                "Debian's python3-opencv instead")
 def test_videotestsrc_through_gstreamer(tmp_path, demo_model):
     _, onnx_path, _ = demo_model
     proc = app("--model", onnx_path, "--source", "videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240",
