@@ -29,13 +29,21 @@ from runtimes.metadata import ModelMetadata
 BBOX_XFORM_CLIP = np.float32(math.log(1000.0 / 16))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis, float32, max-subtracted as torch computes it."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
+def softmax_by_class(logits: np.ndarray) -> np.ndarray:
+    """Softmax of (N, C) logits over classes, returned class-major: (C, N) float32, max-subtracted as torch
+    computes it. Class-major because numpy reduces across rows fast and along short rows slowly: the
+    max and the sum over C = 21 classes cost a third of what they do on the (N, C) layout."""
+    shifted = np.asarray(logits, dtype=np.float32).T.copy()  # the one copy: class-major
+    shifted -= shifted.max(axis=0)
     np.exp(shifted, out=shifted)
     # One reciprocal per anchor and a multiply: cheaper than dividing every score, and within an ulp.
-    shifted *= np.float32(1.0) / shifted.sum(axis=-1, keepdims=True)
+    shifted *= np.float32(1.0) / shifted.sum(axis=0)
     return shifted
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of (N, C) logits: (N, C) float32 (a view of the class-major result)."""
+    return softmax_by_class(logits).T
 
 
 class SSDPostprocessor:
@@ -67,16 +75,16 @@ class SSDPostprocessor:
     def _window(self, fg: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """(anchor index, label, score) of the ``size`` best scores over all classes that pass the threshold
         and rank within their class's ``topk_candidates``, and whether that window holds every passing
-        score."""
+        score. ``fg`` holds the foreground scores class-major: (C - 1, N)."""
         # The size-th best per-anchor maximum is a lower bound for the size-th best score overall (those
         # maxima are size distinct candidates), so scores below it can be skipped before partitioning.
         floor = self.score_threshold
-        best = fg.max(axis=1)
+        best = fg.max(axis=0)
         if len(best) > size:
             floor = max(floor, float(np.partition(best, len(best) - size)[len(best) - size]))
         above = fg >= floor if floor > self.score_threshold else fg > self.score_threshold
-        anchor_idx, cls = np.nonzero(above)
-        scores = fg[anchor_idx, cls]
+        cls, anchor_idx = np.nonzero(above)
+        scores = fg[cls, anchor_idx]
         complete = floor == self.score_threshold and len(scores) <= size
         if len(scores) > size:
             top = np.argpartition(-scores, size - 1)[:size]
@@ -151,13 +159,13 @@ class SSDPostprocessor:
         if fmt == "nms":
             return self._from_nms(outputs, image_size, index)
         if fmt == "raw":
-            scores = softmax(np.asarray(outputs["cls_logits"][index], dtype=np.float32))
+            by_class = softmax_by_class(outputs["cls_logits"][index])
         else:
-            scores = np.asarray(outputs["scores"][index], dtype=np.float32)
+            by_class = np.ascontiguousarray(np.asarray(outputs["scores"][index], dtype=np.float32).T)
         # Best scores first: NMS keeps or drops a box by looking only at better boxes of its class, so
         # once ``max_detections`` boxes survive among the best W, no worse box can enter the result. Most
         # images settle in the first window; the window grows only when NMS removes many boxes.
-        fg = scores[:, 1:]
+        fg = by_class[1:]
         size = max(self.topk_candidates, 2 * self.max_detections)
         passing = int(np.count_nonzero(fg > self.score_threshold))
         if passing <= 4 * size:
