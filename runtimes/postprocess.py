@@ -8,9 +8,9 @@ Same results as torchvision's ``SSD.postprocess_detections`` followed by its tra
   ``max_detections`` boxes survive among the best W candidates (over all classes), nothing worse can
   enter the result; W starts at ``topk_candidates`` and grows only when NMS removes many boxes;
 * candidates come from one ``argpartition`` over the flattened scores; only their boxes are decoded;
-* class-wise NMS is one call of OpenCV's C++ greedy NMS on class-offset boxes.
+* class-wise NMS is OpenCV's C++ greedy NMS, one call per class present.
 
-No Python loop runs over boxes or classes.
+No Python loop runs over boxes; the only loop over classes is those NMS calls.
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ class SSDPostprocessor:
     def _nms(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Indices kept by class-wise NMS, by decreasing score, at most ``max_detections``.
 
-        One call of OpenCV's C++ greedy NMS on class-offset boxes (the "coordinate trick" of torchvision's
-        ``batched_nms``, in float64 so the offsets cost no precision). Its cost grows with candidates x
-        boxes kept, which the best-first window keeps small.
+        OpenCV's C++ greedy NMS, called once per class present: greedy NMS compares each candidate with
+        the boxes kept before it, so one call over all classes (torchvision's class-offset trick) would
+        compare it with every class's kept boxes, and per class costs a fraction of that.
         """
         if len(scores) == 0:
             return np.zeros(0, dtype=np.int64)
@@ -130,12 +130,18 @@ class SSDPostprocessor:
         wh = (boxes[:, 2:] - boxes[:, :2]).astype(np.float64)
         degenerate = (wh <= 0).any(axis=1)
         solid = np.flatnonzero(~degenerate)
-        offset = labels[solid].astype(np.float64) * (max(self.input_size) + 1.0)
-        rects = np.column_stack([boxes[solid, 0] + offset, boxes[solid, 1] + offset, wh[solid]])
-        # OpenCV's top_k caps the candidates, not the boxes kept: leave it off and cut afterwards.
-        kept = cv2.dnn.NMSBoxes(rects, scores[solid].astype(np.float32),  # type: ignore[arg-type]  # stubs
-                                0.0, self.iou_threshold)  # say Sequence; OpenCV takes (and wants) ndarrays
-        keep = np.concatenate([solid[np.asarray(kept, dtype=np.int64).reshape(-1)], np.flatnonzero(degenerate)])
+        solid = solid[np.argsort(labels[solid], kind="stable")]
+        rects = np.column_stack([boxes[solid, :2].astype(np.float64), wh[solid]])
+        solid_scores = scores[solid].astype(np.float32)
+        grouped = labels[solid]
+        bounds = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1], True])
+        kept = [np.flatnonzero(degenerate)]
+        for start, end in zip(bounds[:-1], bounds[1:]):  # one OpenCV call per class
+            # OpenCV's top_k caps the candidates, not the boxes kept: leave it off and cut afterwards.
+            picked = cv2.dnn.NMSBoxes(rects[start:end], solid_scores[start:end],  # type: ignore[arg-type]
+                                      0.0, self.iou_threshold)  # (stubs say Sequence; OpenCV wants ndarrays)
+            kept.append(solid[start + np.asarray(picked, dtype=np.int64).reshape(-1)])
+        keep = np.concatenate(kept)
         keep = keep[np.argsort(-scores[keep], kind="stable")]
         return keep[: self.max_detections]
 
