@@ -9,6 +9,7 @@ import numpy as np
 from runtimes.detector import Detector
 from runtimes.errors import UserError
 from runtimes.metadata import METADATA_KEY, ModelMetadata
+from runtimes.preprocess import leave_cores_to_runtime
 
 
 class OnnxRuntimeDetector(Detector):
@@ -43,6 +44,8 @@ class OnnxRuntimeDetector(Detector):
             raise UserError(f"{path}: no SSD metadata in this ONNX file; convert it first with "
                             "python export/export_onnx.py --onnx-in " + str(path))
         super().__init__(ModelMetadata.from_json(props[METADATA_KEY], str(path)), str(path), **thresholds)
+        if self.session.get_providers()[0] == "CPUExecutionProvider":
+            leave_cores_to_runtime()
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 

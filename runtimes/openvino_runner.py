@@ -18,7 +18,7 @@ from runtimes.detections import Detections
 from runtimes.detector import Detector
 from runtimes.errors import UserError
 from runtimes.metadata import METADATA_KEY, ModelMetadata
-from runtimes.preprocess import check_image
+from runtimes.preprocess import check_image, leave_cores_to_runtime
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
 
@@ -78,6 +78,8 @@ class OpenVINODetector(Detector):
                             "rebuild it with python export/build_engine.py --target openvino") from None
         super().__init__(read_metadata(model, path), path, **thresholds)
         self.folded = fold_preprocessing
+        if device.upper().startswith(("CPU", "AUTO")):
+            leave_cores_to_runtime()
         if fold_preprocessing:
             model = self._fold_preprocessing(ov, model)
         config: Dict[str, Any] = {"PERFORMANCE_HINT": HINTS[hint]}
@@ -124,7 +126,9 @@ class OpenVINODetector(Detector):
                 delattr(self, name)
 
     def infer(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
-        self.request.infer({0: batch})
+        # share_inputs: the request reads the caller's array in place (the call is synchronous, so the array
+        # outlives it) instead of copying 1.2 MB per frame first: 0.3 ms of SSDLite320's 6 ms here.
+        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
         return {name: self.request.get_output_tensor(i).data.copy() for i, name in enumerate(self.output_names)}
 
     def run_async(self, frames: List[np.ndarray], jobs: int = 0,

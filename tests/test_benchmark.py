@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from apps.stats import fps, iterations_for, summarize
@@ -74,3 +75,18 @@ def test_every_combination_gives_a_row_or_a_reason(tmp_path, demo_model):
     assert md.count("\n") == 14 and "| pytorch | FP32 |" in md
     assert (out / "benchmark.png").stat().st_size > 10_000
     assert data["environment"]["cpu_count"] >= 1 and data["environment"]["openvino_version"]
+
+
+def test_benchmark_app_cross_check_runs_side_by_side(demo_irs):
+    from apps.benchmark import benchmark_app_cross_check
+    from runtimes.loader import load_detector
+
+    detector = load_detector(demo_irs["fp32"])
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    check = benchmark_app_cross_check(detector, str(demo_irs["fp32"]), frame, rounds=2, calls=20)
+    detector.close()
+    assert len(check["benchmark_app_runs_ms"]) == 2 == len(check["inference_back_to_back_runs_ms"])
+    assert all(0.5 < t < 1000 for t in check["benchmark_app_runs_ms"] + check["inference_back_to_back_runs_ms"])
+    ratio = check["inference_back_to_back_ms"] / check["benchmark_app_ms"]
+    assert check["inference_vs_benchmark_app"] == round(ratio, 3)
+    assert check["inference_within_10pct_of_benchmark_app"] == (ratio <= 1.10)
