@@ -211,6 +211,20 @@ def _qdq_model(args: argparse.Namespace, source: ModelSource, meta, output_dir: 
     return out
 
 
+def _fp16_model(args: argparse.Namespace, source: ModelSource, meta, output_dir: Path) -> Path:
+    """The FP16 ONNX (TensorRT 11's FP16 route), its accuracy against FP32 printed when a validation split
+    exists."""
+    from export.fp16_onnx import build_fp16_onnx
+
+    out = output_dir / f"{source.stem}_fp16.onnx"
+    seconds = build_fp16_onnx(source.onnx, meta, out)
+    print(f"built the FP16 ONNX in {seconds:.1f} s: {out}")
+    validation = validation_set(args, source, meta)
+    if validation is not None:
+        _compare_with_fp32(source, out, validation, args, runtimes=("openvino",), label="FP16")
+    return out
+
+
 def _with_nms(onnx_path: Path, output_dir: Path) -> Path:
     """``onnx_path`` with decoding and EfficientNMS_TRT appended (``--nms engine``)."""
     from export.efficient_nms import append_efficient_nms, save_with_plugin
@@ -227,11 +241,14 @@ def _with_nms(onnx_path: Path, output_dir: Path) -> Path:
 
 
 def _build_onnx(args: argparse.Namespace, source: ModelSource, meta, precision: str, output_dir: Path) -> int:
-    """The ONNX to take to a device: FP32 as exported, or the Q/DQ INT8 model (``--int8``), optionally
-    with EfficientNMS appended (``--nms engine``)."""
-    if precision == "fp16":
-        raise UserError("--target onnx writes FP32 or Q/DQ INT8 models; FP16 is chosen when building the engine")
-    path = _qdq_model(args, source, meta, output_dir) if precision == "int8" else _copy_onnx(source, output_dir)
+    """The ONNX to take to a device: FP32 as exported, the Q/DQ INT8 model (``--int8``) or the FP16 model
+    (``--fp16``, what TensorRT 11 builds FP16 from), optionally with EfficientNMS appended (``--nms engine``)."""
+    if precision == "int8":
+        path = _qdq_model(args, source, meta, output_dir)
+    elif precision == "fp16":
+        path = _fp16_model(args, source, meta, output_dir)
+    else:
+        path = _copy_onnx(source, output_dir)
     if precision == "fp32":
         _verify_onnx(path)
     if args.nms == "engine":
@@ -256,9 +273,11 @@ def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precisi
           + (f", INT8 route {plan.int8_route}" if plan.int8_route else "")
           + "".join(f"; {note}" for note in plan.notes))
     onnx_path, calibration = source.onnx, None
-    if plan.int8_route == "explicit":
+    if plan.onnx_variant == "qdq":
         onnx_path = _qdq_model(args, source, meta, output_dir)
-    elif plan.int8_route == "implicit":
+    elif plan.onnx_variant == "fp16":
+        onnx_path = _fp16_model(args, source, meta, output_dir)
+    if plan.int8_route == "implicit":
         calibration = calibration_set(args, source)
     if args.nms == "engine":
         onnx_path = _with_nms(onnx_path, output_dir)
@@ -323,7 +342,7 @@ def _build_openvino(args: argparse.Namespace, source: ModelSource, meta, precisi
 
 
 def _compare_with_fp32(source: ModelSource, quantized: Path, validation, args: argparse.Namespace,
-                      runtimes=("openvino",)) -> None:
+                      runtimes=("openvino",), label: str = "INT8") -> None:
     from calibration.evaluation import evaluate_detector
     from runtimes.loader import load_detector
 
@@ -331,9 +350,9 @@ def _compare_with_fp32(source: ModelSource, quantized: Path, validation, args: a
     budget = f" (budget {args.max_map_drop})" if args.max_map_drop is not None else ""
     for runtime in runtimes:
         fp32 = evaluate_detector(load_detector(source.onnx, runtime), validation, show_progress=False).map
-        int8 = evaluate_detector(load_detector(quantized, runtime), validation, show_progress=False).map
-        print(f"mAP (VOC07) on {runtime}: FP32 {100 * fp32:.2f}, INT8 {100 * int8:.2f}, "
-              f"drop {100 * (fp32 - int8):.2f} points{budget}")
+        reduced = evaluate_detector(load_detector(quantized, runtime), validation, show_progress=False).map
+        print(f"mAP (VOC07) on {runtime}: FP32 {100 * fp32:.2f}, {label} {100 * reduced:.2f}, "
+              f"drop {100 * (fp32 - reduced):.2f} points{budget}")
 
 
 if __name__ == "__main__":

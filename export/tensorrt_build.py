@@ -46,6 +46,7 @@ class BuildPlan:
     builder_flags: List[str]
     int8_route: Optional[str]  # None, "implicit", "explicit"
     calibrator: Optional[str]  # calibration algorithm for the implicit route
+    onnx_variant: str = "fp32"  # the ONNX TensorRT parses: fp32 (as exported), qdq (INT8), fp16 (TensorRT 11)
     notes: List[str] = field(default_factory=list)
 
 
@@ -66,6 +67,7 @@ def plan_build(caps: Capabilities, options: TensorRTOptions, onnx_has_qdq: bool 
     """The flags and INT8 route for ``options`` on TensorRT ``caps.version`` (UserError if impossible)."""
     version = ".".join(map(str, caps.version))
     network = ["EXPLICIT_BATCH"] if caps.explicit_batch_flag else []
+    variant = "fp32"
     flags: List[str] = []
     notes: List[str] = []
     route: Optional[str] = None
@@ -80,8 +82,8 @@ def plan_build(caps: Capabilities, options: TensorRTOptions, onnx_has_qdq: bool 
         # TensorRT 11: strongly typed; each layer runs in the type the ONNX model gives it.
         network.append("STRONGLY_TYPED")
         if options.precision == "fp16" and route is None:
-            raise UserError(f"TensorRT {version} has no FP16 builder flag: it builds FP16 only from an FP16 ONNX "
-                            "model (NVIDIA ModelOpt AutoCast); build FP32 or INT8 (--int8), or use TensorRT 10")
+            variant = "fp16"
+            notes.append("strongly typed: FP16 from an FP16 ONNX model (no FP16 builder flag in TensorRT 11)")
         if route == "explicit":
             notes.append("strongly typed: Q/DQ layers run INT8, the rest in the model's FP32")
     elif route is not None:
@@ -96,7 +98,9 @@ def plan_build(caps: Capabilities, options: TensorRTOptions, onnx_has_qdq: bool 
         flags.append("GPU_FALLBACK")
         notes.append(f"DLA core {options.dla_core}; layers the DLA cannot run fall back to the GPU")
     calibrator = options.calib_algorithm if route == "implicit" else None
-    return BuildPlan(network, flags, route, calibrator, notes)
+    if route == "explicit" and not onnx_has_qdq:
+        variant = "qdq"
+    return BuildPlan(network, flags, route, calibrator, variant, notes)
 
 
 def trtexec_command(onnx: Path, engine: Path, meta: ModelMetadata, options: TensorRTOptions, plan: BuildPlan,

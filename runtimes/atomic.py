@@ -38,12 +38,21 @@ def atomic_outputs(*paths: "str | Path") -> Iterator[List[Path]]:
         for temp, final in zip(temps, finals):
             if not temp.is_file() or temp.stat().st_size == 0:
                 raise RuntimeError(f"internal error: {final.name} was not written")
+        mode = _default_file_mode()
         for temp, final in zip(temps, finals):
+            os.chmod(temp, mode)  # mkstemp creates 0600; a model file is as readable as any other
             os.replace(temp, final)
     finally:
         for temp in temps:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+
+
+def _default_file_mode() -> int:
+    """0666 less the process umask: the mode ``open()`` would have given a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_bytes(path: "str | Path", data: bytes) -> None:

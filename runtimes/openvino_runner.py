@@ -17,7 +17,7 @@ import numpy as np
 from runtimes.detections import Detections
 from runtimes.detector import Detector
 from runtimes.errors import UserError
-from runtimes.metadata import METADATA_KEY, ModelMetadata
+from runtimes.metadata import DECODED_OUTPUTS, METADATA_KEY, NMS_OUTPUTS, RAW_OUTPUTS, ModelMetadata
 from runtimes.preprocess import check_image, leave_cores_to_runtime
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
@@ -48,6 +48,26 @@ def read_metadata(model: Any, path: str) -> ModelMetadata:
                     "--target openvino")
 
 
+def _output_name(port: Any) -> str:
+    """The toolkit's name for an output port; OpenVINO may merge a Cast's name into the set (FP16 ONNX)."""
+    names = port.get_names()
+    known = names & set(RAW_OUTPUTS + DECODED_OUTPUTS + NMS_OUTPUTS)
+    return sorted(known)[0] if known else port.get_any_name()
+
+
+def fold_normalisation(model: Any, meta: ModelMetadata) -> Any:
+    """``model`` taking (N, H, W, 3) float32 resized pixels (the shared preprocessing's ``resize``) and doing
+    ``(x - mean) / std`` and the NHWC -> NCHW transpose inside the graph."""
+    ov = _import_openvino()
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(ov.Type.f32).set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().mean(list(meta.mean)).scale(list(meta.std))
+    return ppp.build()
+
+
 class OpenVINODetector(Detector):
     """Runs an OpenVINO IR (``.xml`` + ``.bin``) or an ``.onnx`` file with OpenVINO.
 
@@ -56,7 +76,8 @@ class OpenVINODetector(Detector):
         hint: "latency" (default; one request at a time) or "throughput" (for :meth:`run_async`).
         cache_dir: OpenVINO's compiled-model cache folder (faster second start); None disables it.
         fold_preprocessing: normalise inside the graph (default True); False feeds the shared
-            preprocessing's float32 NCHW tensor instead.
+            preprocessing's float32 NCHW tensor instead (ONNX files only: IRs built by the toolkit carry
+            the normalisation in their graph already).
         threads: CPU inference threads (default: OpenVINO's choice).
         inference_precision: "f32" (default) computes an FP32 IR in FP32; None leaves OpenVINO's own default,
             which is bf16 on CPUs with AVX512-BF16/AMX (faster, but no longer the FP32 model's numbers).
@@ -77,11 +98,15 @@ class OpenVINODetector(Detector):
             raise UserError(f"{path}: OpenVINO cannot read it ({str(exc).strip().splitlines()[0][:160]}); "
                             "rebuild it with python export/build_engine.py --target openvino") from None
         super().__init__(read_metadata(model, path), path, **thresholds)
-        self.folded = fold_preprocessing
         if device.upper().startswith(("CPU", "AUTO")):
             leave_cores_to_runtime()
-        if fold_preprocessing:
-            model = self._fold_preprocessing(ov, model)
+        baked = bool(self.meta.extra.get("build", {}).get("normalisation_in_graph"))
+        if baked and not fold_preprocessing:
+            raise UserError(f"{path}: this IR normalises inside its graph (built so that INT8 calibration saw "
+                            "the deployed graph); fold_preprocessing=False needs the ONNX file instead")
+        self.folded = fold_preprocessing
+        if fold_preprocessing and not baked:
+            model = fold_normalisation(model, self.meta)
         config: Dict[str, Any] = {"PERFORMANCE_HINT": HINTS[hint]}
         if inference_precision and device.upper().startswith("CPU"):
             config["INFERENCE_PRECISION_HINT"] = inference_precision
@@ -97,17 +122,8 @@ class OpenVINODetector(Detector):
             raise UserError(f"OpenVINO cannot compile {path} for '{device}' ({str(exc).strip().splitlines()[0][:120]});"
                             f" available devices: {available}") from None
         self._device = device
-        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        self.output_names = [_output_name(o) for o in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
-
-    def _fold_preprocessing(self, ov, model):
-        from openvino.preprocess import PrePostProcessor
-
-        ppp = PrePostProcessor(model)
-        ppp.input().tensor().set_element_type(ov.Type.f32).set_layout(ov.Layout("NHWC"))
-        ppp.input().model().set_layout(ov.Layout("NCHW"))
-        ppp.input().preprocess().mean(list(self.meta.mean)).scale(list(self.meta.std))
-        return ppp.build()
 
     @property
     def device(self) -> str:

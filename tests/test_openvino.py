@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from calibration.evaluation import evaluate_detector
 from calibration.images import read_image
@@ -36,9 +37,9 @@ def test_fp32_ir_gives_the_same_detections_as_onnxruntime(demo_model, demo_irs, 
 
 
 def test_folded_preprocessing_equals_the_shared_one(demo_model, demo_irs):
-    _, _, data = demo_model
+    _, onnx_path, data = demo_model
     folded = load_detector(demo_irs["fp32"])
-    host = load_detector(demo_irs["fp32"], fold_preprocessing=False)
+    host = load_detector(onnx_path, "openvino", fold_preprocessing=False)
     for path in demo_test_images(data, 10):
         image, _ = read_image(path)
         # Same arithmetic, different order of float operations: ties may swap, nothing else moves.
@@ -117,3 +118,13 @@ def test_build_with_fewer_images_than_requested_warns_and_records_the_count(tmp_
     assert "only 21 usable calibration images (asked for 500)" in result.stdout
     meta = load_detector(tmp_path / f"{onnx_path.stem}_int8.xml").meta
     assert meta.extra["build"]["calibration"]["images"] == 21
+
+
+def test_built_ir_normalises_in_its_graph_and_says_so(demo_irs):
+    from runtimes.errors import UserError
+
+    detector = load_detector(demo_irs["int8"])
+    assert detector.meta.extra["build"]["normalisation_in_graph"] is True
+    assert list(detector.compiled.inputs[0].shape) == [1, 320, 320, 3]  # resized pixels, NHWC
+    with pytest.raises(UserError, match="normalises inside its graph"):
+        load_detector(demo_irs["int8"], fold_preprocessing=False)

@@ -50,6 +50,15 @@ def test_build_plan(caps, options, network, flags, route):
     assert plan.calibrator == ("entropy" if route == "implicit" else None)
 
 
+def test_build_plan_picks_the_onnx_variant_tensorrt_builds_from():
+    assert plan_build(JP5, TensorRTOptions("fp16")).onnx_variant == "fp32"  # FP16 by builder flag
+    assert plan_build(TRT11, TensorRTOptions("fp16")).onnx_variant == "fp16"  # strongly typed: an FP16 model
+    assert plan_build(JP6, TensorRTOptions("int8", int8_route="explicit")).onnx_variant == "qdq"
+    assert plan_build(TRT11, TensorRTOptions("int8")).onnx_variant == "qdq"
+    assert plan_build(JP5, TensorRTOptions("int8")).onnx_variant == "fp32"  # implicit: calibrated by TensorRT
+    assert plan_build(TRT11, TensorRTOptions("fp32"), onnx_has_qdq=True).onnx_variant == "fp32"  # already Q/DQ
+
+
 def test_build_plan_for_a_qdq_model_is_explicit_int8_on_every_version():
     for caps in (JP5, JP6, TRT11):
         plan = plan_build(caps, TensorRTOptions("fp16"), onnx_has_qdq=True)
@@ -59,7 +68,6 @@ def test_build_plan_for_a_qdq_model_is_explicit_int8_on_every_version():
 
 @pytest.mark.parametrize("caps, options, words", [
     (TRT11, TensorRTOptions("int8", int8_route="implicit"), "--int8-route explicit"),
-    (TRT11, TensorRTOptions("fp16"), "FP16 ONNX"),
     (JP5, TensorRTOptions("fp32", dla_core=0), "--fp16 or --int8"),
 ])
 def test_impossible_builds_are_refused_with_the_way_out(caps, options, words):

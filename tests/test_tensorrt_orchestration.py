@@ -91,3 +91,11 @@ def test_parser_and_builder_failures_are_errors_and_leave_no_engine(double, tmp_
     with pytest.raises(UserError, match=words):
         build(["--target", "tensorrt", "--output", str(tmp_path)])
     assert not list(tmp_path.glob("*.engine*"))
+
+
+def test_tensorrt11_fp16_parses_the_fp16_model_strongly_typed(double, tmp_path):
+    trt, _ = double("11.0.0")
+    build(["--target", "tensorrt", "--fp16", "--output", str(tmp_path)])
+    assert trt.calls["parsed"] == (tmp_path / "ssdlite320_shapes_fp16.onnx").read_bytes()
+    assert trt.calls["network_flags"] == 1 << 1 and trt.calls["flags"] == []
+    assert read_engine(tmp_path / "ssdlite320_shapes_fp16.engine")[1].build["precision"] == "fp16"
