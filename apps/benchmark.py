@@ -150,7 +150,7 @@ def _tensorrt_engine(onnx_path: Path, precision: str, output_dir: Path, args: ar
 
 def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibration) -> Path:
     """The IR for ``precision``, rebuilt unless one made from the same ONNX (and calibration) exists."""
-    from export.openvino_build import build_openvino
+    from export.openvino_build import RECIPE, build_openvino
     from runtimes.hashing import sha256_file
 
     xml = output_dir / f"{onnx_path.stem}_{precision}.xml"
@@ -159,7 +159,7 @@ def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibr
             from runtimes.openvino_runner import OpenVINODetector
 
             record = OpenVINODetector(str(xml)).meta.extra.get("build", {})
-            same = record.get("source_onnx_sha256") == sha256_file(onnx_path) and (
+            same = record.get("recipe") == RECIPE and record.get("source_onnx_sha256") == sha256_file(onnx_path) and (
                 calibration is None or record.get("calibration") == calibration.record())
             if same:
                 print(f"reusing {xml.name} (built from the same inputs)")

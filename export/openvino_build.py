@@ -30,6 +30,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # NNCF settings, recorded in the IR. MIXED: symmetric weights, asymmetric activations (the CPU plugin's
 # fast path); fast bias correction is NNCF's default and cheap.
 NNCF_SETTINGS = {"preset": "mixed", "fast_bias_correction": True, "model_type": None}
+# Bumped whenever the same inputs would build a different IR, so that older builds are not reused.
+# 2: the normalisation is folded into the graph before quantization.
+RECIPE = 2
 
 
 @dataclass
@@ -151,7 +154,8 @@ def build_openvino(onnx_path: Path, meta: ModelMetadata, precision: str, output:
     # the very graph the runner deploys (judged on another input path, INT8 mAP differed by 0.06 here).
     model = fold_normalisation(ov.convert_model(str(onnx_path)), meta)
     record: Dict[str, Any] = {"precision": precision, "runtime": f"openvino {ov.__version__}",
-                              "source_onnx_sha256": sha256_file(onnx_path), "normalisation_in_graph": True}
+                              "source_onnx_sha256": sha256_file(onnx_path), "normalisation_in_graph": True,
+                              "recipe": RECIPE}
     if precision == "int8":
         if calibration is None:
             raise UserError("INT8 needs calibration images: pass --calib-data")
