@@ -261,11 +261,16 @@ def _build_onnx(args: argparse.Namespace, source: ModelSource, meta, precision: 
 def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precision: str, output_dir: Path) -> int:
     import shlex
 
+    from export.onnx_model import require_metadata
     from export.tensorrt_build import TensorRTOptions, build_engine, has_qdq, parse_batch, plan_build, trtexec_command
+    from runtimes.hashing import sha256_file
     from runtimes.tensorrt_support import Capabilities, import_cuda, parse_version, require_tensorrt
 
     version = require_tensorrt()
     import_cuda()
+    if has_qdq(meta) and precision != "int8":
+        print(f"{source.onnx} is a Q/DQ model: building INT8")
+        precision = "int8"
     options = TensorRTOptions(precision, args.int8_route, args.calib_algorithm, args.calib_batch, args.workspace,
                               parse_batch(args.batch), args.dla_core, args.nms)
     plan = plan_build(Capabilities(parse_version(version)), options, has_qdq(meta))
@@ -281,8 +286,6 @@ def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precisi
         calibration = calibration_set(args, source)
     if args.nms == "engine":
         onnx_path = _with_nms(onnx_path, output_dir)
-    from export.onnx_model import require_metadata
-
     build_meta = require_metadata(onnx_path)
     suffix = "_nms" if args.nms == "engine" else ""
     out = output_dir / f"{source.stem}_{precision}{suffix}.engine"
@@ -290,8 +293,6 @@ def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precisi
     calib_cache = args.calib_cache or output_dir / f"{source.stem}.calib.cache"
     print("trtexec equivalent: " + trtexec_command(onnx_path, out, meta, options, plan, timing))
     rebuild = "python export/build_engine.py " + shlex.join(args.argv)
-    from runtimes.hashing import sha256_file
-
     record = {"source": source.description, "source_onnx_sha256": sha256_file(source.onnx), "command": args.argv}
     if calibration is not None:
         record["calibration"] = calibration.record()
