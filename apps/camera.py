@@ -93,6 +93,10 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
     options: Dict[str, Any] = {}
     if args.score_threshold is not None:
         options["score_threshold"] = args.score_threshold
+    from runtimes.loader import runtime_for
+
+    if args.async_depth > 1 and runtime_for(Path(args.model), args.runtime) == "openvino":
+        options["hint"] = "throughput"  # one stream per request in flight: the requests infer in parallel
     detector = load_detector(args.model, args.runtime, **options)
     wanted = [c.strip() for c in args.classes.split(",")] if args.classes else None
     if wanted:
@@ -169,6 +173,25 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
 
     threads = [threading.Thread(target=capture, name="capture", daemon=True),
                threading.Thread(target=output, name="output", daemon=True)]
+
+    def deliver(item: Any, dets: Any, timings: Dict[str, float]) -> None:
+        frame_item, stamp, capture_s = item
+        if wanted:
+            dets = dets.filter(classes=wanted)
+        result = (frame_item, stamp, dict(capture=capture_s, **timings), dets)
+        while threads[1].is_alive():  # never block forever on an output thread that has died
+            try:
+                results.put(result, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    from runtimes.openvino_runner import AsyncStream, OpenVINODetector  # openvino itself is imported lazily
+
+    stream = None
+    if args.async_depth > 0 and isinstance(detector, OpenVINODetector):
+        # Overlap: while OpenVINO infers one frame, the next is prepared and the last post-processed.
+        stream = AsyncStream(detector, args.async_depth, deliver)
     for t in threads:
         t.start()
     started = time.monotonic()
@@ -180,12 +203,13 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
                 continue
             if item is _END:
                 break
-            (index, stamp_s, frame), stamp, capture_s = item
-            dets = detector(frame)
-            if wanted:
-                dets = dets.filter(classes=wanted)
-            results.put(((index, stamp_s, frame), stamp, dict(capture=capture_s, **detector.last_timings), dets))
+            if stream is not None:
+                stream.submit(item[0][2], item)
+            else:
+                deliver(item, detector(item[0][2]), detector.last_timings)
     finally:
+        if stream is not None:
+            stream.close()  # every submitted frame reaches the output before it ends
         stop.set()
         while True:  # unblock the capture thread if it waits on a full queue
             try:
@@ -214,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", help="force a runtime (default: by file type)")
     p.add_argument("--source", default="0", help="camera index, /dev/videoN, csi://N, rtsp/http URL, GStreamer "
                                                  "pipeline, video file or image folder (default: %(default)s)")
+    p.add_argument("--async-depth", type=int, default=2,
+                   help="OpenVINO requests in flight (throughput hint, one stream each), so pre- and "
+                        "post-processing overlap inference: the highest frame rate; 0: one synchronous call per "
+                        "frame with the latency hint: the lowest delay per frame (default: %(default)s)")
     p.add_argument("--headless", action="store_true", help="no window (default: show one when a display exists)")
     p.add_argument("--output", type=Path, help="write the annotated video here (.mp4 or .avi)")
     p.add_argument("--json", type=Path, help="write one JSON line per frame here")

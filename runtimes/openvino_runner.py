@@ -9,8 +9,9 @@ fuse the arithmetic into the first convolution.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -151,22 +152,66 @@ class OpenVINODetector(Detector):
                   on_result: Optional[Callable[[int, Detections], None]] = None) -> List[Detections]:
         """Detect on many frames with an ``AsyncInferQueue`` of ``jobs`` requests (0: OpenVINO's optimal
         number for the hint); results come back in frame order."""
-        ov = _import_openvino()
-        queue = ov.AsyncInferQueue(self.compiled, jobs)
-        results: List[Optional[Detections]] = [None] * len(frames)
+        results: List[Detections] = []
 
-        def done(request, index: int) -> None:
-            outputs = {name: request.get_output_tensor(i).data for i, name in enumerate(self.output_names)}
-            results[index] = self.postprocessor(outputs, frames[index].shape[:2])
+        def collect(index: Any, detections: Detections, _timings: Dict[str, float]) -> None:
+            results.append(detections)
             if on_result is not None:
-                on_result(index, results[index])  # type: ignore[arg-type]
+                on_result(index, detections)
 
-        queue.set_callback(done)
+        stream = AsyncStream(self, jobs, collect)
         for index, frame in enumerate(frames):
-            check_image(frame)
-            queue.start_async({0: self.prepare(frame)}, index)
-        queue.wait_all()
-        return [r for r in results if r is not None]
+            stream.submit(frame, index)
+        stream.close()
+        return results
+
+
+class AsyncStream:
+    """Frames in, :class:`Detections` out, through an ``AsyncInferQueue``: while one request infers, the
+    caller prepares the next frame and finished ones are post-processed, so the stages overlap.
+
+    ``on_result(tag, detections, timings)`` is called in submission order (from OpenVINO's callback thread);
+    ``timings`` holds the preprocess, inference (submit to completion) and postprocess seconds.
+    """
+
+    def __init__(self, detector: OpenVINODetector, depth: int,
+                 on_result: Callable[[Any, Detections, Dict[str, float]], None]) -> None:
+        import threading
+
+        ov = _import_openvino()
+        self.detector, self.on_result = detector, on_result
+        self.queue = ov.AsyncInferQueue(detector.compiled, depth)
+        self.queue.set_callback(self._done)
+        self.lock = threading.Lock()
+        self.submitted = 0
+        self.next_out = 0
+        self.finished: Dict[int, Tuple[Any, Detections, Dict[str, float]]] = {}
+
+    def submit(self, frame: np.ndarray, tag: Any) -> None:
+        """Queue one (H, W, 3) uint8 BGR frame; blocks while every request is busy."""
+        size = check_image(frame)
+        start = time.perf_counter()
+        batch = self.detector.prepare(frame)
+        prepared = time.perf_counter()
+        self.queue.start_async({0: batch}, (self.submitted, tag, size, prepared - start, prepared))
+        self.submitted += 1
+
+    def _done(self, request: Any, userdata: Tuple[int, Any, Tuple[int, int], float, float]) -> None:
+        sequence, tag, size, pre_s, submitted = userdata
+        inferred = time.perf_counter()
+        outputs = {name: request.get_output_tensor(i).data for i, name in enumerate(self.detector.output_names)}
+        detections = self.detector.postprocessor(outputs, size)
+        timings = {"preprocess": pre_s, "inference": inferred - submitted,
+                   "postprocess": time.perf_counter() - inferred}
+        with self.lock:  # hand results on in submission order, whatever order requests finish in
+            self.finished[sequence] = (tag, detections, timings)
+            while self.next_out in self.finished:
+                self.on_result(*self.finished.pop(self.next_out))
+                self.next_out += 1
+
+    def close(self) -> None:
+        """Wait for every submitted frame to be handed on."""
+        self.queue.wait_all()
 
 
 def ir_paths(xml: Path) -> List[Path]:

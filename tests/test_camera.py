@@ -47,10 +47,12 @@ def test_images(demo_data):
     return sorted((demo_data / "VOCdevkit/VOC2007/JPEGImages").glob("*.jpg"))[-30:]
 
 
-def test_headless_run_writes_video_and_json_that_match_the_detector(tmp_path, demo_model, test_images):
-    _, onnx_path, _ = demo_model
+@pytest.mark.parametrize("kind", ["onnx", "openvino-ir"])  # synchronous calls; OpenVINO's async pipeline
+def test_headless_run_writes_video_and_json_that_match_the_detector(tmp_path, demo_model, demo_irs, test_images,
+                                                                    kind):
+    model = demo_model[1] if kind == "onnx" else demo_irs["fp32"]
     video = write_video(tmp_path / "in.avi", test_images)
-    proc = app("--model", onnx_path, "--source", video, "--headless", "--output", tmp_path / "out.mp4",
+    proc = app("--model", model, "--source", video, "--headless", "--output", tmp_path / "out.mp4",
                "--json", tmp_path / "out.jsonl", "--score-threshold", "0.3")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -62,7 +64,7 @@ def test_headless_run_writes_video_and_json_that_match_the_detector(tmp_path, de
 
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in lines] == list(range(30))
-    detector = load_detector(onnx_path, score_threshold=0.3)
+    detector = load_detector(model, score_threshold=0.3)
     source = cv2.VideoCapture(str(video))
     with_objects = 0
     for record in lines:
