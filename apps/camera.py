@@ -72,10 +72,10 @@ class Outputs:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
-            os.replace(self._video_tmp, self.video)  # type: ignore[arg-type]
+            os.replace(self._video_tmp, self.video)  # type: ignore[arg-type]  # set with _writer
         if self._json_file is not None:
             self._json_file.close()
-            os.replace(self._json_tmp, self.jsonl)  # type: ignore[arg-type]
+            os.replace(self._json_tmp, self.jsonl)  # type: ignore[arg-type]  # set with _json_file
 
 
 def percentile(values: List[float], q: float) -> float:

@@ -101,7 +101,7 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> Tup
         colour = rng.integers(0, 256, size=3)
         if np.abs(colour - mean).sum() > 150:
             break
-    return tuple(int(c) for c in colour)  # type: ignore[return-value]
+    return tuple(int(c) for c in colour)  # type: ignore[return-value]  # always 3 values
 
 
 def render_image(seed: int, index: int) -> Tuple[np.ndarray, List[Tuple[str, Box]]]:

@@ -23,7 +23,7 @@ class _Enum:
 class _Value(int):
     def __new__(cls, name: str, value: int) -> "_Value":
         obj = super().__new__(cls, value)
-        obj.label = name  # type: ignore[attr-defined]  # plain attribute on the test double
+        obj.label = name
         return obj
 
 
@@ -32,15 +32,15 @@ def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True) ->
     trt = types.ModuleType("tensorrt")
     major = int(version.split(".")[0])
     calls: Dict[str, Any] = {"flags": [], "batches": [], "parsed": None, "profiles": []}
-    trt.calls = calls  # type: ignore[attr-defined]
-    trt.__version__ = version  # type: ignore[attr-defined]
-    trt.NetworkDefinitionCreationFlag = _Enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)  # type: ignore[attr-defined]
+    trt.calls = calls
+    trt.__version__ = version
+    trt.NetworkDefinitionCreationFlag = _Enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
     flags = {"GPU_FALLBACK": 3, "TF32": 7}
     if major < 11:
         flags.update(FP16=0, INT8=1)
-    trt.BuilderFlag = _Enum(**flags)  # type: ignore[attr-defined]
-    trt.MemoryPoolType = _Enum(WORKSPACE=0)  # type: ignore[attr-defined]
-    trt.DeviceType = _Enum(GPU=0, DLA=1)  # type: ignore[attr-defined]
+    trt.BuilderFlag = _Enum(**flags)
+    trt.MemoryPoolType = _Enum(WORKSPACE=0)
+    trt.DeviceType = _Enum(GPU=0, DLA=1)
 
     class Logger:
         WARNING = 2
@@ -138,10 +138,10 @@ def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True) ->
         def __init__(self) -> None:
             calls["calibrator_base_init"] = type(self).__mro__
 
-    trt.Logger, trt.Dims, trt.Builder, trt.OnnxParser = Logger, Dims, Builder, OnnxParser  # type: ignore[attr-defined]
+    trt.Logger, trt.Dims, trt.Builder, trt.OnnxParser = Logger, Dims, Builder, OnnxParser
     if major < 11:
-        trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (_Calibrator,), {})  # type: ignore[attr-defined]
-        trt.IInt8MinMaxCalibrator = type("IInt8MinMaxCalibrator", (_Calibrator,), {})  # type: ignore[attr-defined]
+        trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (_Calibrator,), {})
+        trt.IInt8MinMaxCalibrator = type("IInt8MinMaxCalibrator", (_Calibrator,), {})
     return trt
 
 
@@ -149,9 +149,9 @@ def fake_cuda() -> types.ModuleType:
     """A ``pycuda.driver`` with one GPU: records host-to-device copies (as checksums)."""
     cuda = types.ModuleType("pycuda.driver")
     copies: List[float] = []
-    cuda.copies = copies  # type: ignore[attr-defined]
+    cuda.copies = copies
     stack: List[Any] = []
-    cuda.stack = stack  # type: ignore[attr-defined]
+    cuda.stack = stack
 
     class Allocation(int):
         def free(self) -> None:
@@ -192,9 +192,9 @@ def fake_cuda() -> types.ModuleType:
         def synchronize(self) -> None:
             pass
 
-    cuda.init = lambda: None  # type: ignore[attr-defined]
-    cuda.Device, cuda.Context, cuda.Stream = Device, Context, Stream  # type: ignore[attr-defined]
-    cuda.mem_alloc = lambda size: Allocation(4096)  # type: ignore[attr-defined]
-    cuda.pagelocked_empty = lambda shape, dtype: np.empty(shape, dtype)  # type: ignore[attr-defined]
-    cuda.memcpy_htod_async = lambda dst, src, stream: copies.append(float(np.asarray(src).sum()))  # type: ignore[attr-defined]
+    cuda.init = lambda: None
+    cuda.Device, cuda.Context, cuda.Stream = Device, Context, Stream
+    cuda.mem_alloc = lambda size: Allocation(4096)
+    cuda.pagelocked_empty = lambda shape, dtype: np.empty(shape, dtype)
+    cuda.memcpy_htod_async = lambda dst, src, stream: copies.append(float(np.asarray(src).sum()))
     return cuda
