@@ -4,7 +4,9 @@ The normalisation is folded into the compiled graph with OpenVINO's PrePostProce
 resizes the frame (the shared :class:`Preprocessor`'s resize, channel order included) and hands the NHWC
 tensor over; the graph subtracts the mean, divides by the std and transposes to NCHW, the same arithmetic
 as the shared preprocessing. That saves a normalised copy and a transpose on the host and lets OpenVINO
-fuse the arithmetic into the first convolution.
+fuse the arithmetic into the first convolution. IRs built by export/build_engine.py carry it from the build
+on (so INT8 calibration sees the deployed graph); for ONNX files it is added when the model is loaded.
+:class:`AsyncStream` overlaps pre- and post-processing with inference through an ``AsyncInferQueue``.
 """
 
 from __future__ import annotations
