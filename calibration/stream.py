@@ -124,4 +124,10 @@ class CalibrationStream:
     def samples(self) -> Iterator[np.ndarray]:
         """One (1, 3, H, W) tensor per image."""
         for path in self.paths:
-            yield self.preprocessor(read_image(path)[0])
+            yield self.load(path)
+
+    def load(self, path: Path, normalised: bool = True) -> np.ndarray:
+        """One image as calibrators see it: (1, 3, H, W) normalised, or with ``normalised=False`` (1, H, W, 3)
+        resized pixels for graphs that normalise themselves (the OpenVINO IRs)."""
+        image = read_image(path)[0]
+        return self.preprocessor(image) if normalised else self.preprocessor.resize(image)[None]

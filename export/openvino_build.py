@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from calibration.stream import CalibrationSet
+from calibration.stream import CalibrationSet, CalibrationStream
 from calibration.voc import VOCDataset
 from runtimes.atomic import check_output_dir
 from runtimes.detector import Detector
@@ -59,15 +59,13 @@ def save_ir(model: Any, xml: Path, compress_to_fp16: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _nncf_dataset(paths: List[Path], meta: ModelMetadata):
-    """The frames as the deployed graph takes them (resized pixels; normalisation is in the graph), read
-    one at a time as NNCF iterates."""
+def _nncf_dataset(images: CalibrationSet, meta: ModelMetadata):
+    """The calibration stream's frames as the deployed graph takes them (resized pixels; the graph
+    normalises), read one at a time as NNCF iterates (it makes several passes)."""
     import nncf
 
-    from calibration.images import read_image
-
-    resize = Preprocessor(meta).resize
-    return nncf.Dataset(paths, lambda path: resize(read_image(path)[0])[None])
+    stream = CalibrationStream(images, Preprocessor(meta))
+    return nncf.Dataset(stream.paths, lambda path: stream.load(path, normalised=False))
 
 
 def _quantize(model: Any, images: CalibrationSet, meta: ModelMetadata, ignored: Optional[List[str]] = None):
@@ -77,7 +75,7 @@ def _quantize(model: Any, images: CalibrationSet, meta: ModelMetadata, ignored: 
                               "fast_bias_correction": NNCF_SETTINGS["fast_bias_correction"]}
     if ignored:
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored)
-    return nncf.quantize(model, _nncf_dataset(images.paths, meta), **kwargs)
+    return nncf.quantize(model, _nncf_dataset(images, meta), **kwargs)
 
 
 class _CompiledDetector(Detector):
@@ -120,7 +118,7 @@ def _accuracy_aware(model: Any, images: CalibrationSet, meta: ModelMetadata, val
 
     val_dataset = nncf.Dataset(validation.samples)  # validate() reads and prepares each sample itself
     return nncf.quantize_with_accuracy_control(
-        model, calibration_dataset=_nncf_dataset(images.paths, meta), validation_dataset=val_dataset,
+        model, calibration_dataset=_nncf_dataset(images, meta), validation_dataset=val_dataset,
         validation_fn=validate, max_drop=max_map_drop, drop_type=nncf.DropType.ABSOLUTE,
         preset=nncf.QuantizationPreset.MIXED, subset_size=len(images.paths))
 
