@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from export.onnx_model import save_checked
 from runtimes.anchors import default_boxes
-from runtimes.atomic import atomic_outputs
 from runtimes.errors import UserError
 from runtimes.metadata import DECODED_OUTPUTS, NMS_OUTPUTS, RAW_OUTPUTS, ModelMetadata
 
@@ -170,9 +170,4 @@ def without_plugin(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def save_with_plugin(model: onnx.ModelProto, output: "str | Path") -> None:
     """Check everything but the plugin node with the ONNX checker, then write ``model`` atomically."""
-    try:
-        onnx.checker.check_model(without_plugin(model), full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise UserError(f"the decoding graph fails the ONNX checker: {str(exc).splitlines()[0]}") from None
-    with atomic_outputs(output) as (temp,):
-        onnx.save(model, str(temp))
+    save_checked(model, Path(output), checked=without_plugin(model))

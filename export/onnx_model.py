@@ -68,10 +68,10 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     return simplified
 
 
-def save_checked(model: onnx.ModelProto, output: Path) -> None:
-    """Run the ONNX checker, then write ``output`` atomically."""
+def save_checked(model: onnx.ModelProto, output: Path, checked: Optional[onnx.ModelProto] = None) -> None:
+    """Run the ONNX checker on ``checked`` (default: ``model`` itself), then write ``model`` atomically."""
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(model if checked is None else checked, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise UserError(f"the ONNX model fails the checker: {str(exc).splitlines()[0]}") from None
     with atomic_outputs(output) as (temp,):
