@@ -296,7 +296,7 @@ def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precisi
     record = {"source": source.description, "source_onnx_sha256": sha256_file(source.onnx), "command": args.argv}
     if calibration is not None:
         record["calibration"] = calibration.record()
-    result = build_engine(onnx_path, build_meta, out, options, calibration=calibration, calib_cache=calib_cache,
+    result = build_engine(onnx_path, build_meta, out, options, plan, calibration=calibration, calib_cache=calib_cache,
                           timing_cache=timing, rebuild_command=rebuild, record=record)
     print(f"built TensorRT {precision.upper()} engine in {result.seconds:.1f} s: {out} (+ {out.name}.json)")
     return 0

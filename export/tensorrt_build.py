@@ -145,10 +145,11 @@ def _parse(network: "trt.INetworkDefinition", logger: "trt.ILogger", onnx: Path)
                         "supported-ops list")
 
 
-def build_engine(onnx: Path, meta: ModelMetadata, output: Path, options: TensorRTOptions, *,
+def build_engine(onnx: Path, meta: ModelMetadata, output: Path, options: TensorRTOptions, plan: BuildPlan, *,
                  calibration: Any = None, calib_cache: Optional[Path] = None, timing_cache: Path,
                  rebuild_command: str, record: Optional[Dict[str, Any]] = None) -> EngineBuild:
-    """Build ``onnx`` into ``output`` (+ ``output.json``).
+    """Build ``onnx`` into ``output`` (+ ``output.json``) as ``plan`` (from :func:`plan_build` for the
+    installed TensorRT) says.
 
     Args:
         calibration: the :class:`CalibrationSet` for the implicit INT8 route.
@@ -158,14 +159,12 @@ def build_engine(onnx: Path, meta: ModelMetadata, output: Path, options: TensorR
     """
     from runtimes.atomic import atomic_write_bytes
     from runtimes.tensorrt_engine_file import EngineRecord, write_engine
-    from runtimes.tensorrt_support import GPUIdentity, import_cuda, parse_version, require_tensorrt
+    from runtimes.tensorrt_support import GPUIdentity, import_cuda, require_tensorrt
 
     require_tensorrt()
     import tensorrt as trt
 
     cuda = import_cuda()
-    caps = Capabilities(parse_version(trt.__version__))
-    plan = plan_build(caps, options, onnx_has_qdq=has_qdq(meta))
     gpu = GPUIdentity.of_device(cuda, 0)
     context = cuda.Device(0).retain_primary_context()
     context.push()  # the calibrator's pycuda buffers need a current context
