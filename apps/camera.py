@@ -95,7 +95,10 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
         options["score_threshold"] = args.score_threshold
     from runtimes.loader import runtime_for
 
-    if args.async_depth > 1 and runtime_for(Path(args.model), args.runtime) == "openvino":
+    # OpenVINO runs through its async queue (overlapping pre/post-processing with inference) unless
+    # --async-depth 0; other runtimes take one synchronous call per frame.
+    pipelined = args.async_depth > 0 and runtime_for(Path(args.model), args.runtime) == "openvino"
+    if pipelined and args.async_depth > 1:
         options["hint"] = "throughput"  # one stream per request in flight: the requests infer in parallel
     detector = load_detector(args.model, args.runtime, **options)
     wanted = [c.strip() for c in args.classes.split(",")] if args.classes else None
@@ -186,11 +189,11 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
             except queue.Full:
                 continue
 
-    from runtimes.openvino_runner import AsyncStream, OpenVINODetector  # openvino itself is imported lazily
-
     stream = None
-    if args.async_depth > 0 and isinstance(detector, OpenVINODetector):
-        # Overlap: while OpenVINO infers one frame, the next is prepared and the last post-processed.
+    if pipelined:
+        from runtimes.openvino_runner import AsyncStream, OpenVINODetector
+
+        assert isinstance(detector, OpenVINODetector)  # load_detector chose it from the same runtime_for
         stream = AsyncStream(detector, args.async_depth, deliver)
     for t in threads:
         t.start()
