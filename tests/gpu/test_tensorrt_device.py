@@ -61,13 +61,18 @@ def _frames(demo_model, count=30):
     return [read_image(p)[0] for p in sorted(folder.glob("*.jpg"))[:count]]
 
 
-def test_fp32_engine_matches_onnxruntime(engines, demo_model):
-    reference, engine = load_detector(demo_model[1]), load_detector(engines["fp32"])
+def _assert_same_detections(reference, other, frames) -> None:
+    """At least 99% of ``reference``'s detections scoring 0.3 or more found by ``other`` at IoU >= 0.99."""
     hits = total = 0
-    for frame in _frames(demo_model):
-        h, t = matched(reference(frame), engine(frame), min_score=0.3, iou=0.99)
+    for frame in frames:
+        h, t = matched(reference(frame), other(frame), min_score=0.3, iou=0.99)
         hits, total = hits + h, total + t
     assert total > 0 and hits >= 0.99 * total
+
+
+def test_fp32_engine_matches_onnxruntime(engines, demo_model):
+    engine = load_detector(engines["fp32"])
+    _assert_same_detections(load_detector(demo_model[1]), engine, _frames(demo_model))
     engine.close()
 
 
@@ -82,12 +87,7 @@ def test_reduced_precision_map_drop(engines, demo_model, name, budget):
 
 
 def test_engine_nms_equals_host_nms(engines, demo_model):
-    host, in_engine = load_detector(engines["fp32"]), load_detector(engines["fp32_nms"])
-    hits = total = 0
-    for frame in _frames(demo_model):
-        h, t = matched(host(frame), in_engine(frame), min_score=0.3, iou=0.99)
-        hits, total = hits + h, total + t
-    assert total > 0 and hits >= 0.99 * total
+    _assert_same_detections(load_detector(engines["fp32"]), load_detector(engines["fp32_nms"]), _frames(demo_model))
 
 
 def test_latency_of_each_precision(engines, demo_model):
