@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--max-map-drop", type=float, help="accuracy-aware INT8: keep sensitive layers in FP until "
                      "the mAP drop (VOC07 points) is at most this (default: off)")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: outputs/)")
+    p.add_argument("--nms", choices=NMS_MODES, default="host",
+                   help="engine: decoding and NMS inside the engine or IR, which returns final detections "
+                        "(TensorRT: EfficientNMS_TRT; OpenVINO: MulticlassNms, same results as host NMS); "
+                        "default: %(default)s (NMS in the shared post-processor, thresholds adjustable per run)")
     trt = p.add_argument_group("TensorRT (and the ONNX made for it with --target onnx)")
     trt.add_argument("--batch", help="dynamic batch profile MIN,OPT,MAX (default: static batch 1)")
     trt.add_argument("--int8-route", choices=INT8_ROUTES, default="auto",
@@ -153,9 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB (default: %(default)s)")
     trt.add_argument("--timing-cache", type=Path, help="timing cache (default: OUTPUT/timing-TRTVERSION.cache)")
     trt.add_argument("--dla-core", type=int, help="build for this DLA core, GPU fallback on (default: GPU only)")
-    trt.add_argument("--nms", choices=NMS_MODES, default="host",
-                     help="engine: append EfficientNMS_TRT so the engine returns final detections "
-                          "(default: %(default)s: NMS in the shared post-processor)")
     return p
 
 
@@ -187,9 +188,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _build_onnx(args, source, meta, precision, output_dir)
     if target == "tensorrt":
         return _build_tensorrt(args, source, meta, precision, output_dir)
-    if args.nms != "host":
-        raise UserError("--nms engine appends TensorRT's EfficientNMS plugin: use it with --target tensorrt "
-                        "or --target onnx")
     return _build_openvino(args, source, meta, precision, output_dir)
 
 
@@ -326,11 +324,15 @@ def _verify_onnx(path: Path) -> None:
 def _build_openvino(args: argparse.Namespace, source: ModelSource, meta, precision: str, output_dir: Path) -> int:
     from export.openvino_build import build_openvino, float_layers
 
-    out = output_dir / f"{source.stem}_{precision}.xml"
+    in_graph_nms = args.nms == "engine"
+    out = output_dir / f"{source.stem}_{precision}{'_nms' if in_graph_nms else ''}.xml"
     calibration = calibration_set(args, source) if precision == "int8" else None
     validation = validation_set(args, source, meta) if precision == "int8" else None
-    report = build_openvino(source.onnx, meta, precision, out, calibration, validation, args.max_map_drop)
-    print(f"built OpenVINO {precision.upper()} IR in {report.seconds:.1f} s: {out} (+ .bin)")
+    report = build_openvino(source.onnx, meta, precision, out, calibration, validation, args.max_map_drop,
+                            in_graph_nms=in_graph_nms)
+    print(f"built OpenVINO {precision.upper()} IR in {report.seconds:.1f} s: {out} (+ .bin)"
+          + (f"; decoding and MulticlassNms inside (score > {meta.score_threshold}, IoU {meta.iou_threshold}, "
+             f"{meta.max_detections} detections)" if in_graph_nms else ""))
     if precision == "int8":
         import openvino as ov
 

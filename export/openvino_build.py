@@ -8,6 +8,7 @@ layers kept and the final drop are reported and recorded in the IR.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from calibration.stream import CalibrationSet, CalibrationStream
 from calibration.voc import VOCDataset
+from export.openvino_nms import SCOPE, append_multiclass_nms, decoded_openvino_model
 from runtimes.atomic import check_output_dir
 from runtimes.detector import Detector
 from runtimes.errors import UserError
@@ -68,14 +70,32 @@ def _nncf_dataset(images: CalibrationSet, meta: ModelMetadata):
     return nncf.Dataset(stream.paths, lambda path: stream.load(path, normalised=False))
 
 
-def _quantize(model: Any, images: CalibrationSet, meta: ModelMetadata, ignored: Optional[List[str]] = None):
+class _IgnoredScopeChatter(logging.Filter):
+    """Drops NNCF's line-per-node notes on the post-processing nodes it was told to leave alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return SCOPE not in message and "ignored nodes were found" not in message
+
+
+def _ignored_scope(meta: ModelMetadata):
+    """What NNCF leaves in floating point: the in-graph post-processing, if any (boxes and scores)."""
     import nncf
 
-    kwargs: Dict[str, Any] = {"preset": nncf.QuantizationPreset.MIXED, "subset_size": len(images.paths),
-                              "fast_bias_correction": NNCF_SETTINGS["fast_bias_correction"]}
-    if ignored:
-        kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored)
-    return nncf.quantize(model, _nncf_dataset(images, meta), **kwargs)
+    if meta.output_format != "nms":
+        return nncf.IgnoredScope()
+    chatter = logging.getLogger("nncf")
+    if not any(isinstance(f, _IgnoredScopeChatter) for f in chatter.filters):
+        chatter.addFilter(_IgnoredScopeChatter())
+    return nncf.IgnoredScope(patterns=[SCOPE + ".*"])
+
+
+def _quantize(model: Any, images: CalibrationSet, meta: ModelMetadata):
+    import nncf
+
+    return nncf.quantize(model, _nncf_dataset(images, meta), preset=nncf.QuantizationPreset.MIXED,
+                         subset_size=len(images.paths), ignored_scope=_ignored_scope(meta),
+                         fast_bias_correction=NNCF_SETTINGS["fast_bias_correction"])
 
 
 class _CompiledDetector(Detector):
@@ -120,7 +140,7 @@ def _accuracy_aware(model: Any, images: CalibrationSet, meta: ModelMetadata, val
     return nncf.quantize_with_accuracy_control(
         model, calibration_dataset=_nncf_dataset(images, meta), validation_dataset=val_dataset,
         validation_fn=validate, max_drop=max_map_drop, drop_type=nncf.DropType.ABSOLUTE,
-        preset=nncf.QuantizationPreset.MIXED, subset_size=len(images.paths))
+        preset=nncf.QuantizationPreset.MIXED, subset_size=len(images.paths), ignored_scope=_ignored_scope(meta))
 
 
 def float_layers(model: Any) -> List[str]:
@@ -138,8 +158,10 @@ def float_layers(model: Any) -> List[str]:
 
 def build_openvino(onnx_path: Path, meta: ModelMetadata, precision: str, output: Path,
                    calibration: Optional[CalibrationSet] = None, validation: Optional[VOCDataset] = None,
-                   max_map_drop: Optional[float] = None, log: Callable[[str], None] = print) -> BuildReport:
-    """Build ``output`` (an ``.xml``) from ``onnx_path`` at ``precision``; see the module docstring."""
+                   max_map_drop: Optional[float] = None, log: Callable[[str], None] = print,
+                   in_graph_nms: bool = False) -> BuildReport:
+    """Build ``output`` (an ``.xml``) from ``onnx_path`` at ``precision``; see the module docstring.
+    ``in_graph_nms`` appends decoding and OpenVINO's MulticlassNms (export/openvino_nms.py)."""
     try:
         import openvino as ov
     except ImportError:
@@ -150,9 +172,14 @@ def build_openvino(onnx_path: Path, meta: ModelMetadata, precision: str, output:
     started = time.monotonic()
     # The normalisation goes into the graph before anything else, so that NNCF calibrates and validates
     # the very graph the runner deploys (judged on another input path, INT8 mAP differed by 0.06 here).
-    model = fold_normalisation(ov.convert_model(str(onnx_path)), meta)
+    if in_graph_nms:
+        model = fold_normalisation(decoded_openvino_model(onnx_path, meta), meta)
+        model, meta = append_multiclass_nms(model, meta)
+    else:
+        model = fold_normalisation(ov.convert_model(str(onnx_path)), meta)
     record: Dict[str, Any] = {"precision": precision, "runtime": f"openvino {ov.__version__}",
                               "source_onnx_sha256": sha256_file(onnx_path), "normalisation_in_graph": True,
+                              "nms": "in the IR (MulticlassNms)" if in_graph_nms else "host",
                               "recipe": RECIPE}
     if precision == "int8":
         if calibration is None:

@@ -46,7 +46,8 @@ class ModelMetadata:
     Pre-processing: resize (stretch, bilinear) to ``input_height`` x ``input_width``, reorder channels to
     ``channel_order``, ``(pixel - mean) / std`` on 0..255 values, NCHW float32.
     Outputs: ``output_format`` "raw" (offsets against anchors + logits), "decoded" (normalised corners +
-    probabilities) or "nms" (EfficientNMS results, box corners in input pixels).
+    probabilities) or "nms" (NMS inside the model: EfficientNMS_TRT or OpenVINO's MulticlassNms; box corners
+    in input pixels).
     """
 
     arch: str

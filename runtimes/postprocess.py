@@ -23,6 +23,7 @@ import numpy as np
 
 from runtimes.anchors import default_boxes
 from runtimes.detections import Detections
+from runtimes.errors import UserError
 from runtimes.metadata import ModelMetadata
 
 # torchvision's BoxCoder clamps dw/dh so exp() stays finite: log(1000 / 16).
@@ -63,12 +64,30 @@ class SSDPostprocessor:
         self.topk_candidates = meta.topk_candidates if topk_candidates is None else int(topk_candidates)
         self.max_detections = meta.max_detections if max_detections is None else int(max_detections)
         self.input_size = (meta.input_height, meta.input_width)
+        if meta.output_format == "nms":
+            self._check_nms_overrides()
         if meta.output_format == "raw":
             assert meta.anchors is not None  # validated with the metadata
             anchors = default_boxes(meta.anchors, meta.input_height, meta.input_width)
             self._anchor_wh = anchors[:, 2:] - anchors[:, :2]
             self._anchor_ctr = anchors[:, :2] + np.float32(0.5) * self._anchor_wh
             self._coder_weights = np.asarray(meta.box_coder_weights, dtype=np.float32)
+
+    def _check_nms_overrides(self) -> None:
+        """A model that runs NMS itself can only be made stricter: a higher score, fewer detections."""
+        built = self.meta
+        problems = []
+        if self.iou_threshold != built.iou_threshold:
+            problems.append(f"iou_threshold {self.iou_threshold} (built with {built.iou_threshold})")
+        if self.topk_candidates != built.topk_candidates:
+            problems.append(f"topk_candidates {self.topk_candidates} (built with {built.topk_candidates})")
+        if self.score_threshold < built.score_threshold:
+            problems.append(f"score_threshold {self.score_threshold} (built with {built.score_threshold})")
+        if self.max_detections > built.max_detections:
+            problems.append(f"max_detections {self.max_detections} (built with {built.max_detections})")
+        if problems:
+            raise UserError(f"this model runs NMS inside, so {', '.join(problems)} cannot apply: rebuild it "
+                            "with --nms host, or with these thresholds in its metadata")
 
     # -- the pieces -----------------------------------------------------------------------------------
 
@@ -158,7 +177,8 @@ class SSDPostprocessor:
             outputs: the network outputs by name, each with a leading batch axis: ``bbox_regression``
                 (B, N, 4) and ``cls_logits`` (B, N, C) for "raw" models; ``boxes`` (B, N, 4, normalised
                 corners) and ``scores`` (B, N, C, probabilities) for "decoded" ones; the four
-                EfficientNMS outputs for "nms" ones.
+                "nms" outputs (``num_detections``, ``detection_boxes``, ``detection_scores``,
+                ``detection_classes``) for models that run NMS themselves.
             image_size: (height, width) of the original image, to which boxes are scaled.
         """
         fmt = self.meta.output_format
@@ -197,7 +217,9 @@ class SSDPostprocessor:
     def _from_nms(self, outputs: Mapping[str, np.ndarray], image_size: Tuple[int, int], index: int) -> Detections:
         count = int(np.asarray(outputs["num_detections"][index]).reshape(-1)[0])
         scores = np.asarray(outputs["detection_scores"][index][:count], dtype=np.float32)
-        keep = np.flatnonzero(scores > self.score_threshold)[: self.max_detections]
+        # Best first, ties in the order given: OpenVINO's MulticlassNms orders near-equal scores loosely.
+        order = np.argsort(-scores, kind="stable")
+        keep = order[scores[order] > self.score_threshold][: self.max_detections]
         boxes = self._clip(np.asarray(outputs["detection_boxes"][index][:count][keep], dtype=np.float32).copy())
         labels = np.asarray(outputs["detection_classes"][index][:count][keep]).astype(np.int64)
         return Detections(self._to_image(boxes, image_size), scores[keep], labels, self.meta.class_names)

@@ -83,6 +83,70 @@ def test_accuracy_by_precision_on_the_demo_test_split(demo_model, demo_irs):
     assert fp32 - maps["openvino int8"] <= 0.005  # 0.5 points
 
 
+@pytest.fixture(scope="module")
+def nms_irs(demo_model, tmp_path_factory):
+    """The demo model as IRs that decode and run NMS inside (``--nms engine``), FP32 and INT8, built from
+    what ``demo_irs`` was built from (same calibration images)."""
+    from calibration.stream import select_images
+    from export.onnx_model import load_onnx, read_metadata
+    from export.openvino_build import build_openvino
+
+    _, onnx_path, data = demo_model
+    meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
+    folder = tmp_path_factory.mktemp("nms_ir")
+    calibration = select_images(data, 300, 0, split="train")
+    return {p: build_openvino(onnx_path, meta, p, folder / f"demo_{p}_nms.xml", calibration if p == "int8" else None,
+                              log=lambda _: None, in_graph_nms=True).path
+            for p in ("fp32", "int8")}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_nms_inside_the_ir_gives_the_host_post_processors_detections(demo_model, demo_irs, nms_irs, precision):
+    _, _, data = demo_model
+    host, inside = load_detector(demo_irs[precision]), load_detector(nms_irs[precision])
+    assert inside.meta.output_format == "nms" and host.meta.output_format == "raw"
+    assert inside.meta.extra["build"]["nms"] == "in the IR (MulticlassNms)"
+    full = 0
+    for path in voc_mini_images() + demo_test_images(data, 20):
+        image, _ = read_image(path)
+        ours, reference = inside(image), host(image)
+        # Every detection down to score 0.001, the same order (ties aside) and the same 300th box.
+        assert_same_detections(ours, reference, score_tol=1e-5, box_tol=1e-3)
+        full += len(reference) == host.meta.max_detections
+    assert full >= 20  # most frames fill all 300 places: the final cut was exercised
+
+
+def test_nms_inside_the_ir_takes_stricter_thresholds_only(demo_model, demo_irs, nms_irs):
+    from runtimes.errors import UserError
+
+    _, _, data = demo_model
+    strict = {"score_threshold": 0.002, "max_detections": 20}
+    inside, host = load_detector(nms_irs["fp32"], **strict), load_detector(demo_irs["fp32"], **strict)
+    for path in demo_test_images(data, 5):
+        image, _ = read_image(path)
+        assert_same_detections(inside(image), host(image), score_tol=1e-5)
+    with pytest.raises(UserError, match=r"iou_threshold 0.3 \(built with 0.55\).*--nms host"):
+        load_detector(nms_irs["fp32"], iou_threshold=0.3)
+    with pytest.raises(UserError, match=r"score_threshold 0.0001 \(built with 0.001\)"):
+        load_detector(nms_irs["fp32"], score_threshold=0.0001)
+
+
+def test_build_cli_puts_nms_inside_an_fp16_ir(tmp_path, demo_model, nms_irs):
+    _, onnx_path, data = demo_model
+    result = run_build("--fp16", "--nms", "engine", "--onnx", onnx_path, "--output", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "decoding and MulticlassNms inside (score > 0.001, IoU 0.55, 300 detections)" in result.stdout
+    xml = tmp_path / f"{onnx_path.stem}_fp16_nms.xml"
+    fp16, fp32 = load_detector(xml), load_detector(nms_irs["fp32"])
+    assert fp16.meta.output_format == "nms" and fp16.meta.extra["build"]["precision"] == "fp16"
+    hits = total = 0
+    for path in demo_test_images(data, 20):
+        image, _ = read_image(path)
+        h, t = matched(fp32(image), fp16(image), min_score=0.05, iou=0.98)  # FP16 weights and anchors
+        hits, total = hits + h, total + t
+    assert total > 20 and hits / total >= 0.99, f"{hits}/{total}"
+
+
 def run_build(*args: str):
     return subprocess.run([sys.executable, "export/build_engine.py", "--target", "openvino", *map(str, args)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
