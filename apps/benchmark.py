@@ -61,7 +61,8 @@ def plan_rows(args: argparse.Namespace) -> List[Dict[str, Any]]:
     rows = []
     for runtime in args.runtimes:
         for precision in args.precisions:
-            row: Dict[str, Any] = {"runtime": runtime, "precision": precision}
+            row: Dict[str, Any] = {"runtime": runtime, "precision": precision,
+                                   "nms": args.nms if runtime in ("openvino", "tensorrt") else "host"}
             reason = unavailable_reason(runtime)
             if reason is None and runtime in ("pytorch", "onnxruntime") and precision != "fp32":
                 reason = f"{runtime} rows are FP32 (the reference); FP16/INT8 are built for OpenVINO and TensorRT"
@@ -103,7 +104,8 @@ def build_artifacts(rows: List[Dict[str, Any]], args: argparse.Namespace, output
             elif row["runtime"] == "openvino":
                 if row["precision"] == "int8" and calibration is None:
                     calibration = _calibration(args, source)
-                row["model"] = str(_openvino_ir(onnx_path, meta, row["precision"], output_dir, calibration))
+                row["model"] = str(_openvino_ir(onnx_path, meta, row["precision"], output_dir, calibration,
+                                                row["nms"] == "engine"))
             elif row["runtime"] == "tensorrt":
                 row["model"] = str(_tensorrt_engine(onnx_path, row["precision"], output_dir, args))
         except UserError as exc:
@@ -126,10 +128,10 @@ def _tensorrt_engine(onnx_path: Path, precision: str, output_dir: Path, args: ar
     from runtimes.hashing import sha256_file
     from runtimes.tensorrt_engine_file import read_engine
 
-    engine = output_dir / f"{onnx_path.stem}_{precision}.engine"
+    engine = output_dir / f"{onnx_path.stem}_{precision}{'_nms' if args.nms == 'engine' else ''}.engine"
     calib = ["--calib-data", str(args.calib_data)] if args.calib_data else \
         ["--calib-data", str(ensure_demo_dataset(verbose=False)), "--calib-split", "train"]
-    command = ["--target", "tensorrt", "--onnx", str(onnx_path), "--output", str(output_dir)]
+    command = ["--target", "tensorrt", "--onnx", str(onnx_path), "--output", str(output_dir), "--nms", args.nms]
     if precision != "fp32":
         command.append(f"--{precision}")
     if precision == "int8":
@@ -148,26 +150,27 @@ def _tensorrt_engine(onnx_path: Path, precision: str, output_dir: Path, args: ar
     return engine
 
 
-def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibration) -> Path:
+def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibration, in_graph_nms: bool) -> Path:
     """The IR for ``precision``, rebuilt unless one made from the same ONNX (and calibration) exists."""
-    from export.openvino_build import RECIPE, build_openvino
+    from export.openvino_build import NMS_PLACES, RECIPE, build_openvino
     from runtimes.hashing import sha256_file
 
-    xml = output_dir / f"{onnx_path.stem}_{precision}.xml"
+    xml = output_dir / f"{onnx_path.stem}_{precision}{'_nms' if in_graph_nms else ''}.xml"
     if xml.is_file() and xml.with_suffix(".bin").is_file():
         try:
             from runtimes.openvino_runner import OpenVINODetector
 
             record = OpenVINODetector(str(xml)).meta.extra.get("build", {})
             same = record.get("recipe") == RECIPE and record.get("source_onnx_sha256") == sha256_file(onnx_path) and (
-                calibration is None or record.get("calibration") == calibration.record())
+                calibration is None or record.get("calibration") == calibration.record()) and \
+                record.get("nms", "host") == NMS_PLACES[in_graph_nms]
             if same:
                 print(f"reusing {xml.name} (built from the same inputs)")
                 return xml
         except UserError:
             pass
     print(f"building {xml.name} ...", flush=True)
-    build_openvino(onnx_path, meta, precision, xml, calibration, log=lambda _: None)
+    build_openvino(onnx_path, meta, precision, xml, calibration, log=lambda _: None, in_graph_nms=in_graph_nms)
     return xml
 
 
@@ -390,8 +393,9 @@ def markdown_table(rows: List[Dict[str, Any]]) -> str:
             "inference back to back vs benchmark_app, ms |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
+        runtime = r["runtime"] + (" (NMS in model)" if r.get("nms") == "engine" else "")
         if r["status"] != "ok":
-            lines.append(f"| {r['runtime']} | {r['precision'].upper()} | | | {r['status']} | | | | | | | | |")
+            lines.append(f"| {runtime} | {r['precision'].upper()} | | | {r['status']} | | | | | | | | |")
             continue
         lat = r["latency_ms"]
         e2e = lat["end_to_end"]
@@ -404,7 +408,7 @@ def markdown_table(rows: List[Dict[str, Any]]) -> str:
                     f"({r['inference_vs_benchmark_app']:.2f}, {verdict})")
         m = f"{100 * r['map_voc07']:.2f}" if r.get("map_voc07") is not None else ""
         lines.append(
-            f"| {r['runtime']} | {r['precision'].upper()} | {r['device']} | {r['size_mb']:.1f} | ok | {m} | "
+            f"| {runtime} | {r['precision'].upper()} | {r['device']} | {r['size_mb']:.1f} | ok | {m} | "
             f"{e2e['p50']:.2f} / {e2e['p90']:.2f} / {e2e['p99']:.2f} | {lat['preprocess']['p50']:.2f} / "
             f"{lat['inference']['p50']:.2f} / {lat['postprocess']['p50']:.2f} | {r['fps']:.1f} | {tp} | "
             f"{r['peak_rss_mb']:.0f} | {speedup} | {bapp} |")
@@ -419,7 +423,7 @@ def write_outputs(rows: List[Dict[str, Any]], env: Dict[str, Any], output_dir: P
     table = markdown_table(rows)
     atomic_write_text(output_dir / "benchmark.md", table + "\n")
     atomic_write_text(output_dir / "benchmark.json", json.dumps({"environment": env, "rows": rows}, indent=1))
-    fields = ["runtime", "precision", "status", "device", "model", "size_mb", "map_voc07", "iterations", "fps",
+    fields = ["runtime", "precision", "nms", "status", "device", "model", "size_mb", "map_voc07", "iterations", "fps",
               "throughput_fps", "peak_rss_mb", "benchmark_app_ms", "inference_vs_benchmark_app"]
     stage_fields = [f"{s}_{k}_ms" for s in ("preprocess", "inference", "postprocess", "end_to_end")
                     for k in ("p50", "p90", "p99", "mean")]
@@ -505,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed calls per row (default: 0 = auto, at least 50 calls and 3 s)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default: %(default)s)")
     p.add_argument("--batch", type=int, default=4, help="async depth for the throughput column (default: %(default)s)")
+    p.add_argument("--nms", choices=("host", "engine"), default="host",
+                   help="engine: OpenVINO and TensorRT rows built with NMS inside the model (build_engine.py --nms "
+                        "engine); default: %(default)s")
     p.add_argument("--no-benchmark-app", action="store_true", help="skip the benchmark_app cross-check")
     p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="reports (default: outputs/benchmark)")
     p.add_argument("--build-dir", type=Path, default=DEFAULT_BUILDS,

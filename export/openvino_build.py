@@ -32,6 +32,8 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # NNCF settings, recorded in the IR. MIXED: symmetric weights, asymmetric activations (the CPU plugin's
 # fast path); fast bias correction is NNCF's default and cheap.
 NNCF_SETTINGS = {"preset": "mixed", "fast_bias_correction": True, "model_type": None}
+# Where the IR's NMS runs, as its build record says.
+NMS_PLACES = {False: "host", True: "in the IR (MulticlassNms)"}
 # Bumped whenever the same inputs would build a different IR, so that older builds are not reused.
 # 2: the normalisation is folded into the graph before quantization.
 RECIPE = 2
@@ -179,7 +181,7 @@ def build_openvino(onnx_path: Path, meta: ModelMetadata, precision: str, output:
         model = fold_normalisation(ov.convert_model(str(onnx_path)), meta)
     record: Dict[str, Any] = {"precision": precision, "runtime": f"openvino {ov.__version__}",
                               "source_onnx_sha256": sha256_file(onnx_path), "normalisation_in_graph": True,
-                              "nms": "in the IR (MulticlassNms)" if in_graph_nms else "host",
+                              "nms": NMS_PLACES[in_graph_nms],
                               "recipe": RECIPE}
     if precision == "int8":
         if calibration is None:

@@ -90,3 +90,19 @@ def test_benchmark_app_cross_check_runs_side_by_side(demo_irs):
     ratio = check["inference_back_to_back_ms"] / check["benchmark_app_ms"]
     assert check["inference_vs_benchmark_app"] == round(ratio, 3)
     assert check["inference_within_10pct_of_benchmark_app"] == (ratio <= 1.10)
+
+
+@pytest.mark.slow
+def test_nms_inside_the_model_rows_give_the_reference_accuracy(tmp_path, demo_model):
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "apps/benchmark.py", "--runtimes", "onnxruntime,openvino", "--precisions", "fp32",
+           "--nms", "engine", "--iterations", "8", "--warmup", "1", "--split", "val", "--no-benchmark-app",
+           "--output-dir", str(out), "--build-dir", str(tmp_path / "models")]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["runtime"]: r for r in json.loads((out / "benchmark.json").read_text())["rows"]}
+    assert rows["onnxruntime"]["nms"] == "host" and rows["openvino"]["nms"] == "engine"
+    assert rows["openvino"]["model"].endswith("_fp32_nms.xml")
+    # NMS inside the IR finds what the host post-processor finds: the same mAP as the reference row.
+    assert rows["openvino"]["map_voc07"] == pytest.approx(rows["onnxruntime"]["map_voc07"], abs=2e-4)
+    assert "| openvino (NMS in model) | FP32 |" in (out / "benchmark.md").read_text()
