@@ -131,6 +131,20 @@ def test_nms_inside_the_ir_takes_stricter_thresholds_only(demo_model, demo_irs, 
         load_detector(nms_irs["fp32"], score_threshold=0.0001)
 
 
+def test_nms_inside_the_ir_refuses_a_dynamic_batch(demo_model):
+    from export.onnx_model import load_onnx, read_metadata
+    from export.openvino_nms import append_multiclass_nms, decoded_openvino_model
+    from runtimes.errors import UserError
+
+    _, onnx_path, _ = demo_model
+    meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
+    model = decoded_openvino_model(onnx_path, meta)
+    model.reshape([-1, 3, meta.input_height, meta.input_width])  # what an export with --batch gives
+    # MulticlassNms concatenates every image's survivors; the "nms" outputs are per image.
+    with pytest.raises(UserError, match="needs a batch-1 model: export it without --batch"):
+        append_multiclass_nms(model, meta)
+
+
 def test_build_cli_puts_nms_inside_an_fp16_ir(tmp_path, demo_model, nms_irs):
     _, onnx_path, data = demo_model
     result = run_build("--fp16", "--nms", "engine", "--onnx", onnx_path, "--output", tmp_path)
