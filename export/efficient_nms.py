@@ -25,6 +25,7 @@ from runtimes.metadata import DECODED_OUTPUTS, NMS_OUTPUTS, RAW_OUTPUTS, ModelMe
 
 NMS_OP = "EfficientNMS_TRT"
 NMS_INPUTS = ("nms_input_boxes", "nms_input_scores")  # (B, N, 4) corners in input pixels, (B, N, C)
+NMS_NODE_PREFIX = "nms"  # names of the nodes append_efficient_nms adds: "nms/..."
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)  # torchvision's clamp on the log-size offsets
 
 
@@ -124,7 +125,7 @@ def append_efficient_nms(model: onnx.ModelProto, meta: ModelMetadata) -> Tuple[o
     the metadata; class 0 is the background."""
     expected = list(RAW_OUTPUTS if meta.output_format == "raw" else DECODED_OUTPUTS)
     model = _copy(model, expected)
-    g = _Graph(model, "nms")
+    g = _Graph(model, NMS_NODE_PREFIX)
     pixels, scores = _pixel_boxes(g, model, meta)
     # Named inputs to the plugin, so tools and tests can expose and check them.
     g.graph.node.append(helper.make_node("Identity", [pixels], [NMS_INPUTS[0]], name="nms_boxes"))
