@@ -105,7 +105,7 @@ def build_artifacts(rows: List[Dict[str, Any]], args: argparse.Namespace, output
                 if row["precision"] == "int8" and calibration is None:
                     calibration = _calibration(args, source)
                 row["model"] = str(_openvino_ir(onnx_path, meta, row["precision"], output_dir, calibration,
-                                                row["nms"] == "engine"))
+                                                row["nms"]))
             elif row["runtime"] == "tensorrt":
                 row["model"] = str(_tensorrt_engine(onnx_path, row["precision"], output_dir, args))
         except UserError as exc:
@@ -125,10 +125,11 @@ def _tensorrt_engine(onnx_path: Path, precision: str, output_dir: Path, args: ar
     """The engine for ``precision``, rebuilt unless one built here from the same ONNX and images exists."""
     from calibration.synthetic import ensure_demo_dataset
     from export.build_engine import main as build
+    from export.build_engine import output_name
     from runtimes.hashing import sha256_file
     from runtimes.tensorrt_engine_file import read_engine
 
-    engine = output_dir / f"{onnx_path.stem}_{precision}{'_nms' if args.nms == 'engine' else ''}.engine"
+    engine = output_dir / output_name(onnx_path.stem, precision, args.nms, ".engine")
     calib = ["--calib-data", str(args.calib_data)] if args.calib_data else \
         ["--calib-data", str(ensure_demo_dataset(verbose=False)), "--calib-split", "train"]
     command = ["--target", "tensorrt", "--onnx", str(onnx_path), "--output", str(output_dir), "--nms", args.nms]
@@ -150,12 +151,14 @@ def _tensorrt_engine(onnx_path: Path, precision: str, output_dir: Path, args: ar
     return engine
 
 
-def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibration, in_graph_nms: bool) -> Path:
+def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibration, nms: str) -> Path:
     """The IR for ``precision``, rebuilt unless one made from the same ONNX (and calibration) exists."""
+    from export.build_engine import output_name
     from export.openvino_build import NMS_PLACES, RECIPE, build_openvino
     from runtimes.hashing import sha256_file
 
-    xml = output_dir / f"{onnx_path.stem}_{precision}{'_nms' if in_graph_nms else ''}.xml"
+    in_graph_nms = nms == "engine"
+    xml = output_dir / output_name(onnx_path.stem, precision, nms, ".xml")
     if xml.is_file() and xml.with_suffix(".bin").is_file():
         try:
             from runtimes.openvino_runner import OpenVINODetector

@@ -41,6 +41,11 @@ class ModelSource:
     is_demo: bool
 
 
+def output_name(stem: str, precision: str, nms: str, extension: str) -> str:
+    """The file a build writes, STEM_PRECISION[_nms].EXT (apps/benchmark.py looks for the same names)."""
+    return f"{stem}_{precision}{'_nms' if nms == 'engine' else ''}{extension}"
+
+
 def choose_target(requested: str) -> str:
     if requested != "auto":
         return requested
@@ -285,8 +290,7 @@ def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precisi
     if args.nms == "engine":
         onnx_path = _with_nms(onnx_path, output_dir)
     build_meta = require_metadata(onnx_path)
-    suffix = "_nms" if args.nms == "engine" else ""
-    out = output_dir / f"{source.stem}_{precision}{suffix}.engine"
+    out = output_dir / output_name(source.stem, precision, args.nms, ".engine")
     timing = args.timing_cache or output_dir / f"timing-{version}.cache"
     calib_cache = args.calib_cache or output_dir / f"{source.stem}.calib.cache"
     print("trtexec equivalent: " + trtexec_command(onnx_path, out, meta, options, plan, timing))
@@ -325,7 +329,7 @@ def _build_openvino(args: argparse.Namespace, source: ModelSource, meta, precisi
     from export.openvino_build import build_openvino, float_layers
 
     in_graph_nms = args.nms == "engine"
-    out = output_dir / f"{source.stem}_{precision}{'_nms' if in_graph_nms else ''}.xml"
+    out = output_dir / output_name(source.stem, precision, args.nms, ".xml")
     calibration = calibration_set(args, source) if precision == "int8" else None
     validation = validation_set(args, source, meta) if precision == "int8" else None
     report = build_openvino(source.onnx, meta, precision, out, calibration, validation, args.max_map_drop,
