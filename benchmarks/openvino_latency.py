@@ -131,7 +131,7 @@ def main() -> None:
             meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
             # benchmark_app runs on the first frame, prepared as our runner prepares it (its NMS cost is a
             # little below the median frame's: the ratios lean against us, not for us).
-            prepared = [Preprocessor(meta).resize(frame)[None] for frame in frames]
+            prepared = [Preprocessor(meta).resize_bgr(frame)[None] for frame in frames]
             for precision in ("fp32", "fp16", "int8"):
                 variants = {}
                 for nms in ("host", "ir"):

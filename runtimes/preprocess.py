@@ -33,11 +33,16 @@ class Preprocessor:
         self.scale = (1.0 / std).astype(np.float32)
         self.bias = (-np.asarray(meta.mean, dtype=np.float32) / std).astype(np.float32)
 
-    def resize(self, image_bgr: np.ndarray) -> np.ndarray:
-        """The resized frame, (H, W, 3) float32 pixels 0..255 in the model's channel order; for runtimes
-        that normalise inside the graph."""
+    def resize_bgr(self, image_bgr: np.ndarray) -> np.ndarray:
+        """The resized frame, (H, W, 3) float32 pixels 0..255, still BGR; for graphs that reorder the
+        channels and normalise themselves (OpenVINO IRs)."""
         check_image(image_bgr)
-        resized = cv2.resize(image_bgr.astype(np.float32), self.size, interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(image_bgr.astype(np.float32), self.size, interpolation=cv2.INTER_LINEAR)
+
+    def resize(self, image_bgr: np.ndarray) -> np.ndarray:
+        """The resized frame, (H, W, 3) float32 pixels 0..255 in the model's channel order; for graphs
+        that normalise themselves."""
+        resized = self.resize_bgr(image_bgr)
         return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if self.swap_rb else resized
 
     def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
