@@ -158,7 +158,10 @@ class OpenVINODetector(Detector):
     def infer(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
         # share_inputs: the request reads the caller's array in place (the call is synchronous, so the array
         # outlives it) instead of copying 1.2 MB per frame first: 0.3 ms of SSDLite320's 6 ms here.
-        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
+        # start_async + wait rather than InferRequest.infer, which also builds a dict holding a copy of every
+        # output that nobody reads: 0.05 ms per SSDLite320 call here.
+        self.request.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
+        self.request.wait()
         return {name: self.request.get_output_tensor(i).data.copy() for i, name in enumerate(self.output_names)}
 
     def run_async(self, frames: List[np.ndarray], jobs: int = 0,
