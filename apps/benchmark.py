@@ -266,7 +266,7 @@ def benchmark_app_cross_check(detector, xml: str, frame, rounds: int = 3, calls:
     batch = detector.prepare(frame)
     theirs, ours = [], []
     for _ in range(rounds):
-        median = benchmark_app_median(xml, seconds=3, batch=batch)
+        median = benchmark_app_median(xml, seconds=3, batches=[batch])
         if median is None:
             return {}
         theirs.append(median)
@@ -313,10 +313,11 @@ def _throughput(row: Dict[str, Any], detector, frames, depth: int):
     return rate, f"AsyncInferQueue, {depth} requests, throughput hint"
 
 
-def benchmark_app_median(xml: str, seconds: int = 5, batch=None) -> Optional[float]:
+def benchmark_app_median(xml: str, seconds: int = 5, batches: Sequence[Any] = ()) -> Optional[float]:
     """benchmark_app's median latency for the IR (float input, FP32 compute, as our runner uses it), fed
-    ``batch`` (our prepared input) when given rather than its random data: an IR with NMS inside does as
-    much work as the frame has candidate boxes. None when benchmark_app is missing or prints no median."""
+    ``batches`` (our prepared inputs, cycled one per call) when given rather than its random data: an IR
+    with NMS inside does as much work as the frame has candidate boxes. None when benchmark_app is missing
+    or prints no median."""
     import re
     import shutil
     import subprocess
@@ -328,10 +329,14 @@ def benchmark_app_median(xml: str, seconds: int = 5, batch=None) -> Optional[flo
     cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-ip", "f32", "-infer_precision", "f32",
            "-t", str(seconds)]
     with tempfile.TemporaryDirectory() as folder:
-        if batch is not None:
-            raw = Path(folder) / "input.bin"  # benchmark_app reads a .bin file as the raw tensor
-            batch.astype("float32").tofile(raw)
-            cmd += ["-i", str(raw)]
+        for i, batch in enumerate(batches):  # benchmark_app reads a .bin file as the raw tensor
+            batch.astype("float32").tofile(Path(folder) / f"input{i:04d}.bin")
+        if batches:
+            cmd += ["-i", folder]
+        if len(batches) > 1:
+            # Its default for a static model fills each request once ("inference only"); "full mode" sets
+            # the next file before every call (outside the latency it reports), as our loop changes frames.
+            cmd += ["-inference_only", "false"]
         out = subprocess.run(cmd, capture_output=True, text=True).stdout
     match = re.search(r"Median:\s+([\d.]+)\s*ms", out)
     return float(match.group(1)) if match else None

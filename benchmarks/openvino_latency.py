@@ -15,9 +15,9 @@ network call: what pre- and post-processing add, the issue's target being <= 1.1
 benchmark_app next to our loop on both IRs (our network call / benchmark_app: the two harnesses agree;
 OpenVINO's own latency of that call, ``InferRequest.latency``, which like benchmark_app's figure leaves out
 waking the waiting caller; end to end / benchmark_app; and for the IR with NMS inside, end to end / the
-network without NMS). Ratios
-are taken within a round; the tables give medians over rounds. benchmark_app is fed our prepared first
-frame (an IR with NMS inside does as much work as a frame has candidates; random input is not a frame).
+network without NMS). Ratios are taken within a round; the tables give medians over rounds.
+benchmark_app is fed the same 25 prepared frames our loop cycles through, one per call (an IR with NMS
+inside does as much work as a frame has candidates; random input is not a frame).
 """
 
 from __future__ import annotations
@@ -136,8 +136,7 @@ def main() -> None:
         for arch in args.archs:
             onnx_path = source_onnx(arch, folder)
             meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
-            # benchmark_app runs on the first frame, prepared as our runner prepares it (its NMS cost is a
-            # little below the median frame's: the ratios lean against us, not for us).
+            # The frames as our runner prepares them, for the bare network calls and for benchmark_app.
             prepared = [Preprocessor(meta).resize_bgr(frame)[None] for frame in frames]
             for precision in ("fp32", "fp16", "int8"):
                 variants = {}
@@ -149,7 +148,7 @@ def main() -> None:
                                      "deployed": Chunks(xml, score_threshold=args.deploy_threshold)}
                 for _ in range(args.rounds):
                     for v in variants.values():
-                        median = benchmark_app_median(str(v["xml"]), args.seconds, prepared[0])
+                        median = benchmark_app_median(str(v["xml"]), args.seconds, prepared)
                         if median is None:
                             raise SystemExit("benchmark_app is missing or printed no median (pip install openvino)")
                         v["bench"].append(median)
