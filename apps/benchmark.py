@@ -264,9 +264,10 @@ def benchmark_app_cross_check(detector, xml: str, frame, rounds: int = 3, calls:
     pipeline's own inference median (frames that change, pre- and post-processing in between) is in the
     latency columns."""
     batch = detector.prepare(frame)
+    on_disk = detector.preprocessor.resize(frame)[None]  # the same pixels, as the IR file takes them
     theirs, ours = [], []
     for _ in range(rounds):
-        median = benchmark_app_median(xml, seconds=3, batches=[batch])
+        median = benchmark_app_median(xml, seconds=3, batches=[on_disk])
         if median is None:
             return {}
         theirs.append(median)

@@ -136,8 +136,10 @@ def main() -> None:
         for arch in args.archs:
             onnx_path = source_onnx(arch, folder)
             meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
-            # The frames as our runner prepares them, for the bare network calls and for benchmark_app.
+            # The frames as our runner prepares them (BGR: it compiles the IR with the channel swap inside),
+            # and the same pixels as the IR file takes them, for benchmark_app.
             prepared = [Preprocessor(meta).resize_bgr(frame)[None] for frame in frames]
+            on_disk = [Preprocessor(meta).resize(frame)[None] for frame in frames]
             for precision in ("fp32", "fp16", "int8"):
                 variants = {}
                 for nms in ("host", "ir"):
@@ -148,7 +150,7 @@ def main() -> None:
                                      "deployed": Chunks(xml, score_threshold=args.deploy_threshold)}
                 for _ in range(args.rounds):
                     for v in variants.values():
-                        median = benchmark_app_median(str(v["xml"]), args.seconds, prepared)
+                        median = benchmark_app_median(str(v["xml"]), args.seconds, on_disk)
                         if median is None:
                             raise SystemExit("benchmark_app is missing or printed no median (pip install openvino)")
                         v["bench"].append(median)

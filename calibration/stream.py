@@ -128,6 +128,6 @@ class CalibrationStream:
 
     def load(self, path: Path, normalised: bool = True) -> np.ndarray:
         """One image as calibrators see it: (1, 3, H, W) normalised, or with ``normalised=False`` (1, H, W, 3)
-        resized BGR pixels for graphs that swap channels and normalise themselves (the OpenVINO IRs)."""
+        resized pixels for graphs that normalise themselves (the OpenVINO IRs)."""
         image = read_image(path)[0]
-        return self.preprocessor(image) if normalised else self.preprocessor.resize_bgr(image)[None]
+        return self.preprocessor(image) if normalised else self.preprocessor.resize(image)[None]

@@ -35,8 +35,8 @@ NNCF_SETTINGS = {"preset": "mixed", "fast_bias_correction": True, "model_type": 
 # Where the IR's NMS runs, as its build record says.
 NMS_PLACES = {False: "host", True: "in the IR (MulticlassNms)"}
 # Bumped whenever the same inputs would build a different IR, so that older builds are not reused.
-# 2: the normalisation is folded into the graph before quantization. 3: so is the BGR -> RGB swap.
-RECIPE = 3
+# 2: the normalisation is folded into the graph before quantization.
+RECIPE = 2
 
 
 @dataclass
@@ -64,8 +64,8 @@ def save_ir(model: Any, xml: Path, compress_to_fp16: bool) -> None:
 
 
 def _nncf_dataset(images: CalibrationSet, meta: ModelMetadata):
-    """The calibration stream's frames as the deployed graph takes them (resized BGR pixels; the graph
-    swaps channels and normalises), read one at a time as NNCF iterates (it makes several passes)."""
+    """The calibration stream's frames as the deployed graph takes them (resized pixels; the graph
+    normalises), read one at a time as NNCF iterates (it makes several passes)."""
     import nncf
 
     stream = CalibrationStream(images, Preprocessor(meta))
@@ -111,7 +111,7 @@ class _CompiledDetector(Detector):
         self.outputs = {o.get_any_name(): o for o in compiled.outputs}
 
     def prepare(self, image_bgr):
-        return self.preprocessor.resize_bgr(image_bgr)[None]  # the graph swaps channels and normalises
+        return self.preprocessor.resize(image_bgr)[None]  # the graph normalises
 
     def infer(self, batch):
         result = self.compiled({0: batch})
@@ -181,7 +181,6 @@ def build_openvino(onnx_path: Path, meta: ModelMetadata, precision: str, output:
         model = fold_normalisation(ov.convert_model(str(onnx_path)), meta)
     record: Dict[str, Any] = {"precision": precision, "runtime": f"openvino {ov.__version__}",
                               "source_onnx_sha256": sha256_file(onnx_path), "normalisation_in_graph": True,
-                              "input_channels": "BGR",
                               "nms": NMS_PLACES[in_graph_nms],
                               "recipe": RECIPE}
     if precision == "int8":

@@ -4,8 +4,10 @@ The normalisation is folded into the compiled graph with OpenVINO's PrePostProce
 resizes the BGR frame (the shared :class:`Preprocessor`'s resize) and hands the NHWC tensor over; the graph
 reorders the channels, subtracts the mean, divides by the std and transposes to NCHW, the same arithmetic
 as the shared preprocessing. That saves the host a channel swap, a normalised copy and a transpose, and
-lets OpenVINO fuse the arithmetic into the first convolution. IRs built by export/build_engine.py carry it
-from the build on (so INT8 calibration sees the deployed graph); for ONNX files it is added at load time.
+lets OpenVINO fuse the arithmetic into the first convolution. IRs built by export/build_engine.py carry the
+normalisation from the build on (so INT8 calibration sees the deployed graph) and take pixels in the
+model's channel order, as their metadata says; the runner adds the channel swap when it compiles them. For
+ONNX files both are added at load time.
 :class:`AsyncStream` overlaps pre- and post-processing with inference through an ``AsyncInferQueue``.
 """
 
@@ -59,20 +61,35 @@ def _output_name(port: Any) -> str:
 
 
 def fold_normalisation(model: Any, meta: ModelMetadata) -> Any:
-    """``model`` taking (N, H, W, 3) float32 resized BGR pixels (the shared preprocessing's ``resize_bgr``)
-    and doing the channel swap (for RGB models), ``(x - mean) / std`` and the NHWC -> NCHW transpose inside
-    the graph. The swap is a copy of the frame on the host (0.09 ms of SSDLite320's 5 ms INT8 end to end,
-    measured after an inference on this 2-core machine) and a free gather in the graph; the outputs are
-    bit-identical (INT8) or within 1e-4 (FP32, another summation order)."""
+    """``model`` taking (N, H, W, 3) float32 resized pixels in the model's channel order (the shared
+    preprocessing's ``resize``) and doing ``(x - mean) / std`` and the NHWC -> NCHW transpose inside the
+    graph."""
     ov = _import_openvino()
     from openvino.preprocess import PrePostProcessor
 
     ppp = PrePostProcessor(model)
     ppp.input().tensor().set_element_type(ov.Type.f32).set_layout(ov.Layout("NHWC"))
     ppp.input().model().set_layout(ov.Layout("NCHW"))
-    if meta.channel_order == "RGB":
-        ppp.input().preprocess().reverse_channels()
-    ppp.input().preprocess().mean(list(meta.mean)).scale(list(meta.std))  # in the model's channel order
+    ppp.input().preprocess().mean(list(meta.mean)).scale(list(meta.std))
+    return ppp.build()
+
+
+def take_bgr(model: Any, meta: ModelMetadata) -> Any:
+    """``model`` (taking NHWC pixels, as :func:`fold_normalisation` leaves it) taking them BGR, as OpenCV
+    delivers frames (the shared preprocessing's ``resize_bgr``). On the host the swap is a copy of the
+    frame (0.09 ms of SSDLite320's 5 ms INT8 end to end, measured right after an inference on this 2-core
+    machine); in the graph it is a gather that timed the same as none, and the outputs are bit-identical
+    (INT8) or within 1e-4 (FP32: another summation order). Added when the model is
+    compiled, not built into the IR: quantizing a graph with the swap inside moved the demo model's INT8
+    statistics by float rounding, and its val mAP from 86.29 to 86.15."""
+    if meta.channel_order == "BGR":
+        return model
+    ov = _import_openvino()
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_layout(ov.Layout("NHWC"))
+    ppp.input().preprocess().reverse_channels()
     return ppp.build()
 
 
@@ -83,7 +100,7 @@ class OpenVINODetector(Detector):
         device: "CPU" (default), "GPU", "NPU", "AUTO", ... passed through to OpenVINO.
         hint: "latency" (default; one request at a time) or "throughput" (for :meth:`run_async`).
         cache_dir: OpenVINO's compiled-model cache folder (faster second start); None disables it.
-        fold_preprocessing: normalise inside the graph (default True); False feeds the shared
+        fold_preprocessing: swap channels and normalise inside the graph (default True); False feeds the shared
             preprocessing's float32 NCHW tensor instead (ONNX files only: IRs built by the toolkit carry
             the normalisation in their graph already).
         threads: CPU inference threads (default: OpenVINO's choice).
@@ -108,17 +125,13 @@ class OpenVINODetector(Detector):
         super().__init__(read_metadata(model, path), path, **thresholds)
         if device.upper().startswith(("CPU", "AUTO")):
             leave_cores_to_runtime()
-        build = self.meta.extra.get("build", {})
-        baked = bool(build.get("normalisation_in_graph"))
-        # What the graph's input takes: BGR pixels, unless it is an IR built before the channel swap moved
-        # into the graph (no "input_channels" in its record), which takes the model's own order.
-        self.input_channels = build.get("input_channels", self.meta.channel_order) if baked else "BGR"
+        baked = bool(self.meta.extra.get("build", {}).get("normalisation_in_graph"))
         if baked and not fold_preprocessing:
             raise UserError(f"{path}: this IR normalises inside its graph (built so that INT8 calibration saw "
                             "the deployed graph); fold_preprocessing=False needs the ONNX file instead")
         self.folded = fold_preprocessing
-        if fold_preprocessing and not baked:
-            model = fold_normalisation(model, self.meta)
+        if fold_preprocessing:
+            model = take_bgr(model if baked else fold_normalisation(model, self.meta), self.meta)
         config: Dict[str, Any] = {"PERFORMANCE_HINT": HINTS[hint]}
         if inference_precision and device.upper().startswith("CPU"):
             config["INFERENCE_PRECISION_HINT"] = inference_precision
@@ -142,11 +155,9 @@ class OpenVINODetector(Detector):
         return self._device if not self.inference_precision else f"{self._device} ({self.inference_precision})"
 
     def prepare(self, image_bgr: np.ndarray) -> np.ndarray:
-        if not self.folded:
-            return self.preprocessor(image_bgr)
-        if self.input_channels == "BGR":
+        if self.folded:
             return self.preprocessor.resize_bgr(image_bgr)[None]  # (1, H, W, 3) float32
-        return self.preprocessor.resize(image_bgr)[None]
+        return self.preprocessor(image_bgr)
 
     def close(self) -> None:
         # Release in dependency order (request, compiled model, core): left to interpreter shutdown, two

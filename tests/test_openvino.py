@@ -203,37 +203,25 @@ def test_built_ir_normalises_in_its_graph_and_says_so(demo_irs):
 
     detector = load_detector(demo_irs["int8"])
     assert detector.meta.extra["build"]["normalisation_in_graph"] is True
-    assert detector.meta.extra["build"]["input_channels"] == "BGR"  # the graph swaps to the model's RGB
     assert list(detector.compiled.inputs[0].shape) == [1, 320, 320, 3]  # resized pixels, NHWC
     with pytest.raises(UserError, match="normalises inside its graph"):
         load_detector(demo_irs["int8"], fold_preprocessing=False)
 
 
-def test_ir_built_before_the_channel_swap_moved_into_the_graph_is_fed_rgb(tmp_path, demo_model, demo_irs):
-    """An IR of recipe 2 normalises in its graph but takes RGB pixels, and its record does not say
-    "input_channels": the runner must keep feeding it RGB, or every detection would change."""
+def test_runner_swaps_channels_in_the_graph_and_gets_the_irs_own_outputs(demo_model, demo_irs):
+    """The IR file takes RGB pixels (its metadata's order, what INT8 calibration saw); the runner compiles it
+    taking BGR frames. Same pixels in, the INT8 outputs must be bit-identical, FP32 within float rounding."""
     import openvino as ov
-    from openvino.preprocess import PrePostProcessor
 
-    from runtimes.metadata import METADATA_KEY
-
-    _, onnx_path, data = demo_model
-    meta = load_detector(onnx_path).meta
-    ppp = PrePostProcessor(ov.convert_model(str(onnx_path)))  # recipe 2's graph: no reverse_channels
-    ppp.input().tensor().set_element_type(ov.Type.f32).set_layout(ov.Layout("NHWC"))
-    ppp.input().model().set_layout(ov.Layout("NCHW"))
-    ppp.input().preprocess().mean(list(meta.mean)).scale(list(meta.std))
-    model = ppp.build()
-    record = {"precision": "fp32", "normalisation_in_graph": True, "nms": "host", "recipe": 2}
-    model.set_rt_info(meta.replace(extra=dict(meta.extra, build=record)).to_json(), [METADATA_KEY])
-    ov.save_model(model, str(tmp_path / "old.xml"))
-    old, new = load_detector(tmp_path / "old.xml"), load_detector(demo_irs["fp32"])
-    assert (old.input_channels, new.input_channels) == ("RGB", "BGR")
-    hits = total = 0
-    for path in demo_test_images(data, 10):
-        image, _ = read_image(path)
-        # Two graphs from two conversions: detections near the 0.001 floor may come and go; above 0.05
-        # every one must be there (fed BGR, the old IR would lose most of them).
-        h, t = matched(new(image), old(image), min_score=0.05)
-        hits, total = hits + h, total + t
-    assert total > 20 and hits == total, f"{hits}/{total}"
+    _, _, data = demo_model
+    frames = [read_image(p)[0] for p in demo_test_images(data, 4)]
+    for precision, tolerance in (("int8", 0.0), ("fp32", 1e-4)):
+        detector = load_detector(demo_irs[precision])
+        plain = ov.Core().compile_model(str(demo_irs[precision]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        for frame in frames:
+            rgb = detector.preprocessor.resize(frame)[None]
+            np.testing.assert_array_equal(detector.prepare(frame)[..., ::-1], rgb)  # the runner feeds BGR
+            ours = detector.infer(detector.prepare(frame))
+            theirs = plain({0: rgb})
+            for i, name in enumerate(detector.output_names):
+                np.testing.assert_allclose(ours[name], theirs[plain.outputs[i]], rtol=0, atol=tolerance)
