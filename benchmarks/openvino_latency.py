@@ -138,8 +138,9 @@ def main() -> None:
             meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
             # The frames as our runner prepares them (BGR: it compiles the IR with the channel swap inside),
             # and the same pixels as the IR file takes them, for benchmark_app.
-            prepared = [Preprocessor(meta).resize_bgr(frame)[None] for frame in frames]
-            on_disk = [Preprocessor(meta).resize(frame)[None] for frame in frames]
+            preprocessor = Preprocessor(meta)
+            prepared = [preprocessor.resize_bgr(frame)[None] for frame in frames]
+            on_disk = [preprocessor.resize(frame)[None] for frame in frames]
             for precision in ("fp32", "fp16", "int8"):
                 variants = {}
                 for nms in ("host", "ir"):
@@ -205,6 +206,7 @@ class Row:
                 f"({self.harness:.2f}) | {self.request:.2f} ({self.request_vs_bench:.2f}) | {self.ours.median():.2f} "
                 f"({self.stages()}) | {self.overhead:.2f} | {self.vs_bench:.2f} | {self.vs_plain:.2f} | "
                 f"{self.deployed.median():.2f} ({self.deployed_overhead:.2f}) |")
+
 
 if __name__ == "__main__":
     main()

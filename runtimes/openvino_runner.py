@@ -79,9 +79,9 @@ def take_bgr(model: Any, meta: ModelMetadata) -> Any:
     delivers frames (the shared preprocessing's ``resize_bgr``). On the host the swap is a copy of the
     frame (0.09 ms of SSDLite320's 5 ms INT8 end to end, measured right after an inference on this 2-core
     machine); in the graph it is a gather that timed the same as none, and the outputs are bit-identical
-    (INT8) or within 1e-4 (FP32: another summation order). Added when the model is
-    compiled, not built into the IR: quantizing a graph with the swap inside moved the demo model's INT8
-    statistics by float rounding, and its val mAP from 86.29 to 86.15."""
+    (INT8) or within 1e-4 (FP32: another summation order). Added when the model is compiled, not built
+    into the IR: quantizing a graph with the swap inside moved the demo model's INT8 statistics by float
+    rounding, and its val mAP from 86.29 to 86.15."""
     if meta.channel_order == "BGR":
         return model
     ov = _import_openvino()
@@ -156,7 +156,7 @@ class OpenVINODetector(Detector):
 
     def prepare(self, image_bgr: np.ndarray) -> np.ndarray:
         if self.folded:
-            return self.preprocessor.resize_bgr(image_bgr)[None]  # (1, H, W, 3) float32
+            return self.preprocessor.resize_bgr(image_bgr)[None]  # (1, H, W, 3) float32 BGR
         return self.preprocessor(image_bgr)
 
     def close(self) -> None:
