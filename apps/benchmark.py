@@ -499,6 +499,8 @@ def _csv_list(choices: Sequence[str]):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from export.tensorrt_build import NMS_MODES  # the build CLI's choices (no TensorRT import)
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint (default: the embedded demo model)")
     p.add_argument("--arch", help="architecture of --checkpoint")
@@ -518,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed calls per row (default: 0 = auto, at least 50 calls and 3 s)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default: %(default)s)")
     p.add_argument("--batch", type=int, default=4, help="async depth for the throughput column (default: %(default)s)")
-    p.add_argument("--nms", choices=("host", "engine"), default="host",
+    p.add_argument("--nms", choices=NMS_MODES, default="host",
                    help="engine: OpenVINO and TensorRT rows built with NMS inside the model (build_engine.py --nms "
                         "engine); default: %(default)s")
     p.add_argument("--no-benchmark-app", action="store_true", help="skip the benchmark_app cross-check")
