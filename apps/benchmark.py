@@ -154,7 +154,7 @@ def _tensorrt_engine(onnx_path: Path, precision: str, output_dir: Path, args: ar
 def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibration, nms: str) -> Path:
     """The IR for ``precision``, rebuilt unless one made from the same ONNX (and calibration) exists."""
     from export.build_engine import output_name
-    from export.openvino_build import NMS_PLACES, RECIPE, build_openvino
+    from export.openvino_build import RECIPE, build_openvino
     from runtimes.hashing import sha256_file
 
     in_graph_nms = nms == "engine"
@@ -166,7 +166,7 @@ def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibr
             record = OpenVINODetector(str(xml)).meta.extra.get("build", {})
             same = record.get("recipe") == RECIPE and record.get("source_onnx_sha256") == sha256_file(onnx_path) and (
                 calibration is None or record.get("calibration") == calibration.record()) and \
-                record.get("nms", "host") == NMS_PLACES[in_graph_nms]
+                record.get("nms", "host") == nms
             if same:
                 print(f"reusing {xml.name} (built from the same inputs)")
                 return xml
@@ -299,19 +299,24 @@ def peak_rss_mb() -> float:
 
 
 def _throughput(row: Dict[str, Any], detector, frames, depth: int):
-    if row["runtime"] != "openvino" or depth <= 1:
+    """Frames per second with ``depth`` requests in flight (the runtime's own kind: see runtimes/requests.py)."""
+    if depth <= 1 or row["runtime"] == "pytorch":
         return None, "sequential calls: see FPS"
+    from runtimes.loader import load_detector
 
-    from runtimes.openvino_runner import OpenVINODetector
-
-    async_detector = OpenVINODetector(row["model"], hint="throughput")
+    options = {"hint": "throughput"} if row["runtime"] == "openvino" else {}
+    async_detector = load_detector(row["model"], row["runtime"], **options)
     batch = (frames * (1 + 64 // len(frames)))[:64]
-    async_detector.run_async(batch[:depth], depth)
-    start = time.perf_counter()
-    async_detector.run_async(batch, depth)
-    rate = len(batch) / (time.perf_counter() - start)
+    for rounds in (batch[:depth], batch):  # the first round warms every request up
+        start = time.perf_counter()
+        with async_detector.requests(depth) as requests:
+            for frame in rounds:
+                requests.submit([frame])
+                list(requests.results())
+        rate = len(rounds) / (time.perf_counter() - start)
+        kind = type(requests).__name__
     async_detector.close()
-    return rate, f"AsyncInferQueue, {depth} requests, throughput hint"
+    return rate, f"{kind}, {depth} requests" + (", throughput hint" if options else "")
 
 
 def benchmark_app_median(xml: str, seconds: int = 5, batches: Sequence[Any] = ()) -> Optional[float]:
@@ -499,7 +504,7 @@ def _csv_list(choices: Sequence[str]):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from export.tensorrt_build import NMS_MODES  # the build CLI's choices (no TensorRT import)
+    from runtimes.nms_options import NMS_MODES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint (default: the embedded demo model)")

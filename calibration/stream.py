@@ -126,8 +126,8 @@ class CalibrationStream:
         for path in self.paths:
             yield self.load(path)
 
-    def load(self, path: Path, normalised: bool = True) -> np.ndarray:
-        """One image as calibrators see it: (1, 3, H, W) normalised, or with ``normalised=False`` (1, H, W, 3)
-        resized pixels for graphs that normalise themselves (the OpenVINO IRs)."""
-        image = read_image(path)[0]
-        return self.preprocessor(image) if normalised else self.preprocessor.resize(image)[None]
+    def load(self, path: Path) -> np.ndarray:
+        """One image as calibrators see it: the preprocessor's tensor for the graph's input contract, e.g.
+        (1, 3, H, W) normalised for an exported ONNX, (1, H, W, 3) resized pixels for an IR that normalises
+        in its graph."""
+        return self.preprocessor(read_image(path)[0])

@@ -25,9 +25,10 @@ sys.path.pop(1)
 
 from calibration.tensorrt_calibrator import ALGORITHMS
 from export.qdq_onnx import METHODS
-from export.tensorrt_build import INT8_ROUTES, NMS_MODES
+from export.tensorrt_build import INT8_ROUTES
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
+from runtimes.nms_options import NMS_MODES
 
 TARGETS = ("auto", "onnx", "openvino", "tensorrt")
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "outputs"
@@ -72,7 +73,8 @@ def resolve_model(args: argparse.Namespace, output_dir: Path) -> ModelSource:
 
         print(f"model: the embedded demo model {DEMO_CHECKPOINT.relative_to(DEMO_CHECKPOINT.parents[1])} "
               "(pass --checkpoint or --onnx for your own)")
-        return ModelSource(demo_onnx(), "ssdlite320_shapes", "demo model", True)
+        dynamic = args.batch is not None  # a batch profile needs a dynamic batch axis to apply to
+        return ModelSource(demo_onnx(dynamic_batch=dynamic), "ssdlite320_shapes", "demo model", True)
     if not args.arch:
         raise UserError("--arch is required with --checkpoint (ssd300_vgg16, ssd512_vgg16, "
                         "ssdlite320_mobilenet_v3_large)")

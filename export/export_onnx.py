@@ -28,7 +28,15 @@ sys.path.pop(1)
 
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
-from runtimes.metadata import DECODED_OUTPUTS, INPUT_NAME, RAW_OUTPUTS, VOC_CLASSES, ModelMetadata
+from runtimes.metadata import (
+    DECODED_OUTPUTS,
+    DYNAMIC_BATCH,
+    INPUT_NAME,
+    RAW_OUTPUTS,
+    VOC_CLASSES,
+    InputSpec,
+    ModelMetadata,
+)
 
 BACKGROUND_NAMES = ("background", "__background__", "bg")
 
@@ -79,7 +87,8 @@ def export_checkpoint(checkpoint: Path, arch: str, output: Path, num_classes: Op
     names = class_names_for(num_classes, classes_file)
     meta = describe(model, arch, names, checkpoint_sha256=sha256_file(checkpoint),
                     source=f"checkpoint {Path(checkpoint).name}")
-    meta = meta.replace(**{k: v for k, v in thresholds.items() if v is not None})
+    meta = meta.replace(input=InputSpec(channel_order=meta.channel_order, batch=DYNAMIC_BATCH if dynamic_batch else 1),
+                        **{k: v for k, v in thresholds.items() if v is not None})
 
     dummy = torch.zeros(1, 3, meta.input_height, meta.input_width)
     dynamic_axes = {n: {0: "batch"} for n in (INPUT_NAME, *RAW_OUTPUTS)} if dynamic_batch else None

@@ -28,6 +28,6 @@ def build_fp16_onnx(source: Path, meta: ModelMetadata, output: Path) -> float:
     model = float16.convert_float_to_float16(load_onnx(source), keep_io_types=True)
     record = {"converter": "onnxconverter-common float16", "keep_io_types": True,
               "source_onnx_sha256": sha256_file(source)}
-    write_metadata(model, meta.replace(extra={**meta.extra, "precision": "fp16", "fp16_onnx": record}))
+    write_metadata(model, meta.replace(precision="fp16", extra={**meta.extra, "fp16_onnx": record}))
     save_checked(model, output)
     return time.monotonic() - start

@@ -8,10 +8,8 @@ layers kept and the final drop are reported and recorded in the IR.
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,23 +18,22 @@ from typing import Any, Callable, Dict, List, Optional
 from calibration.stream import CalibrationSet, CalibrationStream
 from calibration.voc import VOCDataset
 from export.openvino_nms import SCOPE, append_multiclass_nms, decoded_openvino_model
-from runtimes.atomic import check_output_dir
-from runtimes.detector import Detector
+from runtimes.atomic import atomic_folder_outputs, check_output_dir
 from runtimes.errors import UserError
 from runtimes.hashing import sha256_file
-from runtimes.metadata import METADATA_KEY, ModelMetadata
-from runtimes.openvino_runner import fold_normalisation
+from runtimes.metadata import METADATA_KEY, InputSpec, ModelMetadata
+from runtimes.metadata_io import WEIGHTS_KEY
+from runtimes.openvino_runner import OpenVINODetector, fold_normalisation
 from runtimes.preprocess import Preprocessor
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # NNCF settings, recorded in the IR. MIXED: symmetric weights, asymmetric activations (the CPU plugin's
 # fast path); fast bias correction is NNCF's default and cheap.
 NNCF_SETTINGS = {"preset": "mixed", "fast_bias_correction": True, "model_type": None}
-# Where the IR's NMS runs, as its build record says.
-NMS_PLACES = {False: "host", True: "in the IR (MulticlassNms)"}
 # Bumped whenever the same inputs would build a different IR, so that older builds are not reused.
-# 2: the normalisation is folded into the graph before quantization.
-RECIPE = 2
+# 2: the normalisation is folded into the graph before quantization. 3: metadata schema 2 (typed input
+# contract) and the .bin's size and hash recorded in the .xml.
+RECIPE = 3
 
 
 @dataclass
@@ -49,27 +46,30 @@ class BuildReport:
 
 
 def save_ir(model: Any, xml: Path, compress_to_fp16: bool) -> None:
-    """Write ``xml`` + ``bin`` atomically: both go to a temporary folder beside them, then the ``.bin``
-    and last the ``.xml`` are renamed into place, so an ``.xml`` never points at a partial ``.bin``."""
+    """Write ``xml`` + ``bin`` atomically, the ``.xml`` recording the size and sha256 of its ``.bin``
+    (checked on load: runtimes/metadata_io.check_ir_weights): both are written to a temporary folder beside
+    them, then the ``.bin`` and last the ``.xml`` are renamed into place."""
     import openvino as ov
 
-    check_output_dir(xml)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{xml.stem}.", dir=xml.parent))
-    try:
-        ov.save_model(model, str(tmp / xml.name), compress_to_fp16=compress_to_fp16)
-        os.replace(tmp / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
-        os.replace(tmp / xml.name, xml)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    xml = Path(xml)
+    bin_path = xml.with_suffix(".bin")
+    with atomic_folder_outputs(bin_path, xml) as folder:
+        # Saved twice: the weights' hash is known only once they are written, and it goes into the .xml.
+        ov.save_model(model, str(folder / xml.name), compress_to_fp16=compress_to_fp16)
+        weights = {"size": (folder / bin_path.name).stat().st_size, "sha256": sha256_file(folder / bin_path.name)}
+        model.set_rt_info(json.dumps(weights, sort_keys=True), [WEIGHTS_KEY])
+        ov.save_model(model, str(folder / xml.name), compress_to_fp16=compress_to_fp16)
+        if sha256_file(folder / bin_path.name) != weights["sha256"]:
+            raise RuntimeError("internal error: OpenVINO wrote different weights for the same model twice")
 
 
 def _nncf_dataset(images: CalibrationSet, meta: ModelMetadata):
-    """The calibration stream's frames as the deployed graph takes them (resized pixels; the graph
-    normalises), read one at a time as NNCF iterates (it makes several passes)."""
+    """The calibration stream's frames as the deployed graph takes them (``meta.input``: resized pixels,
+    the graph normalises), read one at a time as NNCF iterates (it makes several passes)."""
     import nncf
 
     stream = CalibrationStream(images, Preprocessor(meta))
-    return nncf.Dataset(stream.paths, lambda path: stream.load(path, normalised=False))
+    return nncf.Dataset(stream.paths, stream.load)
 
 
 class _IgnoredScopeChatter(logging.Filter):
@@ -100,24 +100,6 @@ def _quantize(model: Any, images: CalibrationSet, meta: ModelMetadata):
                          fast_bias_correction=NNCF_SETTINGS["fast_bias_correction"])
 
 
-class _CompiledDetector(Detector):
-    """A detector over an in-memory compiled model (float NCHW input), for NNCF's validation callback."""
-
-    backend = "openvino"
-
-    def __init__(self, compiled: Any, meta: ModelMetadata) -> None:
-        super().__init__(meta, "<in memory>")
-        self.compiled = compiled
-        self.outputs = {o.get_any_name(): o for o in compiled.outputs}
-
-    def prepare(self, image_bgr):
-        return self.preprocessor.resize(image_bgr)[None]  # the graph normalises
-
-    def infer(self, batch):
-        result = self.compiled({0: batch})
-        return {name: result[port] for name, port in self.outputs.items()}
-
-
 def _accuracy_aware(model: Any, images: CalibrationSet, meta: ModelMetadata, validation: VOCDataset,
                     max_map_drop: float):
     """NNCF's accuracy control: quantize, then return the most sensitive layers to FP until the mAP drop
@@ -131,7 +113,7 @@ def _accuracy_aware(model: Any, images: CalibrationSet, meta: ModelMetadata, val
     truth = ground_truth(validation)
 
     def validate(compiled, samples) -> float:
-        detector = _CompiledDetector(compiled, meta)
+        detector = OpenVINODetector.from_compiled(compiled, meta)
         found = {}
         for sample in samples:
             dets = detector(read_image(sample.image_path)[0])
@@ -179,10 +161,13 @@ def build_openvino(onnx_path: Path, meta: ModelMetadata, precision: str, output:
         model, meta = append_multiclass_nms(model, meta)
     else:
         model = fold_normalisation(ov.convert_model(str(onnx_path)), meta)
-    record: Dict[str, Any] = {"precision": precision, "runtime": f"openvino {ov.__version__}",
-                              "source_onnx_sha256": sha256_file(onnx_path), "normalisation_in_graph": True,
-                              "nms": NMS_PLACES[in_graph_nms],
-                              "recipe": RECIPE}
+    # What the IR file takes: resized pixels in the model's channel order, NHWC; the graph normalises (the
+    # runner adds the BGR swap when it compiles it).
+    meta = meta.replace(input=InputSpec(layout="NHWC", channel_order=meta.channel_order,
+                                        normalisation_in_graph=True, batch=meta.inputs.batch),
+                        precision=precision, quantization="nncf" if precision == "int8" else "none")
+    record: Dict[str, Any] = {"runtime": f"openvino {ov.__version__}", "source_onnx_sha256": sha256_file(onnx_path),
+                              "nms": "engine" if in_graph_nms else "host", "recipe": RECIPE}
     if precision == "int8":
         if calibration is None:
             raise UserError("INT8 needs calibration images: pass --calib-data")

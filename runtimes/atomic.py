@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator, List, Sequence
@@ -31,21 +32,48 @@ def atomic_outputs(*paths: "str | Path") -> Iterator[List[Path]]:
     temps: List[Path] = []
     try:
         for final in finals:
-            fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
-            os.close(fd)
-            temps.append(Path(name))
+            temps.append(temporary_beside(final))
         yield temps
-        for temp, final in zip(temps, finals):
-            if not temp.is_file() or temp.stat().st_size == 0:
-                raise RuntimeError(f"internal error: {final.name} was not written")
-        mode = _default_file_mode()
-        for temp, final in zip(temps, finals):
-            os.chmod(temp, mode)  # mkstemp creates 0600; a model file is as readable as any other
-            os.replace(temp, final)
+        move_into_place(temps, finals)
     finally:
         for temp in temps:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder_outputs(*paths: "str | Path") -> Iterator[Path]:
+    """For tools that name their own outputs (an OpenVINO ``.xml`` and its ``.bin``): yield a temporary
+    folder beside ``paths``, in which the caller writes files of the same names; on success they are renamed
+    into place in the order given (so the file that describes the others goes last), on error removed."""
+    finals = [Path(p) for p in paths]
+    for final in finals:
+        check_output_dir(final)
+    folder = Path(tempfile.mkdtemp(prefix=f".{finals[-1].name}.", suffix=".tmp", dir=finals[-1].parent))
+    try:
+        yield folder
+        move_into_place([folder / final.name for final in finals], finals)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def temporary_beside(final: Path) -> Path:
+    """A new empty file in ``final``'s folder, hidden, named after it: where ``final`` is written before
+    :func:`move_into_place` (for outputs written over a whole run, such as a video)."""
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def move_into_place(temps: Sequence[Path], finals: Sequence[Path]) -> None:
+    """Rename each complete temporary file onto its final name, in order, with an ordinary file's mode."""
+    for temp, final in zip(temps, finals):
+        if not temp.is_file() or temp.stat().st_size == 0:
+            raise RuntimeError(f"internal error: {final.name} was not written")
+    mode = _default_file_mode()
+    for temp, final in zip(temps, finals):
+        os.chmod(temp, mode)  # mkstemp creates 0600; a model file is as readable as any other
+        os.replace(temp, final)
 
 
 def _default_file_mode() -> int:
@@ -62,9 +90,3 @@ def atomic_write_bytes(path: "str | Path", data: bytes) -> None:
 
 def atomic_write_text(path: "str | Path", text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def remove_all(paths: Sequence[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            Path(path).unlink()

@@ -14,7 +14,9 @@ from typing import Any, Dict, List, Optional
 from runtimes.errors import UserError
 
 METADATA_KEY = "ssd_edge.metadata"
-SCHEMA_VERSION = 1
+# 2: the input contract (InputSpec), precision and quantization became typed fields; files of schema 1
+# still load (their side fields are read once, in _upgrade_schema_1).
+SCHEMA_VERSION = 2
 
 # Tensor names every model produced by the toolkit uses.
 INPUT_NAME = "images"
@@ -39,12 +41,57 @@ class AnchorConfig:
     clip: bool = True
 
 
+LAYOUTS = ("NCHW", "NHWC")
+CHANNEL_ORDERS = ("RGB", "BGR")
+DYNAMIC_BATCH = 0
+QUANTIZATIONS = ("none", "qdq", "nncf")  # qdq: explicit Q/DQ ONNX; nncf: OpenVINO IR with FakeQuantize
+
+
+@dataclass
+class InputSpec:
+    """What the model file's graph input takes, so every consumer (runner, calibrator, benchmark_app, a
+    server) feeds it the same tensor.
+
+    ``layout`` NCHW or NHWC; ``channel_order`` of the pixels it takes; ``dtype``; ``resize_in_graph``
+    (False: the host resizes to the model's input size); ``normalisation_in_graph`` (True: the graph does
+    ``(x - mean) / std`` on 0..255 pixels itself); ``batch`` images per call, :data:`DYNAMIC_BATCH` (0) for a
+    dynamic batch axis.
+    """
+
+    layout: str = "NCHW"
+    channel_order: str = "RGB"
+    dtype: str = "float32"
+    resize_in_graph: bool = False
+    normalisation_in_graph: bool = False
+    batch: int = 1
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.batch == DYNAMIC_BATCH
+
+    def problems(self) -> List[str]:
+        found = []
+        if self.layout not in LAYOUTS:
+            found.append(f"input layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            found.append(f"input channel_order must be RGB or BGR, not {self.channel_order!r}")
+        if self.dtype != "float32":
+            found.append(f"input dtype {self.dtype!r} is not supported (float32)")
+        if self.resize_in_graph:
+            found.append("a resize inside the graph is not supported: the host resizes")
+        if not isinstance(self.batch, int) or self.batch < 0:
+            found.append(f"input batch must be a positive count or {DYNAMIC_BATCH} (dynamic), not {self.batch!r}")
+        return found
+
+
 @dataclass
 class ModelMetadata:
     """Everything needed to run a detector file; thresholds here are the defaults callers may override.
 
     Pre-processing: resize (stretch, bilinear) to ``input_height`` x ``input_width``, reorder channels to
-    ``channel_order``, ``(pixel - mean) / std`` on 0..255 values, NCHW float32.
+    ``channel_order`` (the order the network was trained in; ``mean`` and ``std`` are in that order),
+    ``(pixel - mean) / std`` on 0..255 values; ``input`` says which of these the file's graph does itself
+    and in which layout it takes the tensor.
     Outputs: ``output_format`` "raw" (offsets against anchors + logits), "decoded" (normalised corners +
     probabilities) or "nms" (NMS inside the model: EfficientNMS_TRT or OpenVINO's MulticlassNms; box corners
     in input pixels).
@@ -66,12 +113,31 @@ class ModelMetadata:
     max_detections: int = 200
     checkpoint_sha256: Optional[str] = None
     source: str = ""
-    extra: Dict[str, Any] = field(default_factory=dict)  # e.g. precision, calibration record
+    input: Optional[InputSpec] = None  # None: the exported graph's contract (NCHW, normalised, batch 1)
+    precision: str = "fp32"  # fp32 | fp16 | int8
+    quantization: str = "none"  # one of QUANTIZATIONS
+    extra: Dict[str, Any] = field(default_factory=dict)  # build records: calibration, tools, settings
     schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.input is None:
+            self.input = InputSpec(channel_order=self.channel_order)
+
+    @property
+    def inputs(self) -> InputSpec:
+        """``input``, typed as present (``__post_init__`` fills it in)."""
+        assert self.input is not None
+        return self.input
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def nms_in_model(self) -> bool:
+        """Whether the model runs NMS itself (EfficientNMS_TRT or OpenVINO's MulticlassNms) and returns
+        final detections; the place is "model" in build records and on the command line, else "host"."""
+        return self.output_format == "nms"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -80,19 +146,30 @@ class ModelMetadata:
     def from_json(cls, text: str, origin: str = "model") -> "ModelMetadata":
         try:
             data = json.loads(text)
-            known = {f.name for f in fields(cls)}
-            data = {k: v for k, v in data.items() if k in known}
-            if data.get("anchors") is not None:
-                data["anchors"] = AnchorConfig(**data["anchors"])
-            meta = cls(**data)
-        except (TypeError, ValueError) as exc:
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
+            if int(data.get("schema", 1)) < 2:
+                data = _upgrade_schema_1(data)
+            meta = cls._from_dict(data)
+            meta.validate(origin)  # inside: a field of the wrong type fails its check with a TypeError
+        except (TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"{origin}: its SSD metadata is unreadable ({exc}); re-export it with "
                             "export/export_onnx.py") from None
-        meta.validate(origin)
         return meta
 
+    @classmethod
+    def _from_dict(cls, data: Dict[str, Any]) -> "ModelMetadata":
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        for name, kind in (("anchors", AnchorConfig), ("input", InputSpec)):
+            if data.get(name) is not None:
+                if not isinstance(data[name], dict):
+                    raise ValueError(f"{name} must be an object, not {type(data[name]).__name__}")
+                data[name] = kind(**data[name])
+        return cls(**data)
+
     def validate(self, origin: str = "model") -> None:
-        problems = []
+        problems = self.inputs.problems()
         if self.output_format not in ("raw", "decoded", "nms"):
             problems.append(f"unknown output_format {self.output_format!r}")
         if self.output_format == "raw" and self.anchors is None:
@@ -101,14 +178,39 @@ class ModelMetadata:
             problems.append(f"channel_order must be RGB or BGR, not {self.channel_order!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             problems.append("mean and std need 3 values each, std > 0")
-        if len(self.class_names) < 2:
-            problems.append("class_names needs the background and at least one class")
+        if not isinstance(self.class_names, list) or len(self.class_names) < 2 or \
+                not all(isinstance(n, str) for n in self.class_names):
+            problems.append("class_names needs the background and at least one class, as strings")
+        if not (isinstance(self.input_height, int) and isinstance(self.input_width, int)) or \
+                min(self.input_height, self.input_width) < 1:
+            problems.append(f"input size must be positive integers, not {self.input_height!r}x{self.input_width!r}")
+        if self.precision not in ("fp32", "fp16", "int8"):
+            problems.append(f"unknown precision {self.precision!r}")
+        if self.quantization not in QUANTIZATIONS:
+            problems.append(f"unknown quantization {self.quantization!r}")
         if problems:
             raise UserError(f"{origin}: invalid SSD metadata: {'; '.join(problems)}")
 
     def replace(self, **changes: Any) -> "ModelMetadata":
         data = asdict(self)
-        data.update(changes)
-        if isinstance(data.get("anchors"), dict):
-            data["anchors"] = AnchorConfig(**data["anchors"])
-        return ModelMetadata(**data)
+        data.update({k: asdict(v) if isinstance(v, (AnchorConfig, InputSpec)) else v for k, v in changes.items()})
+        return ModelMetadata._from_dict(data)
+
+
+def _upgrade_schema_1(data: Dict[str, Any]) -> Dict[str, Any]:
+    """Schema 1 kept the input contract and the precision in untyped side fields: read them into the typed
+    ones, so files written before schema 2 still load."""
+    data = dict(data)
+    extra = data.get("extra") or {}
+    build = extra.get("build") or {}
+    folded = bool(build.get("normalisation_in_graph"))
+    data["input"] = {"layout": "NHWC" if folded else "NCHW", "channel_order": data.get("channel_order", "RGB"),
+                     "normalisation_in_graph": folded}
+    quant = extra.get("quantization")
+    data["precision"] = build.get("precision") or extra.get("precision") or "fp32"
+    if isinstance(quant, dict) and quant.get("route") == "explicit Q/DQ":
+        data["quantization"], data["precision"] = "qdq", "int8"
+    elif data["precision"] == "int8" and "nncf" in build:
+        data["quantization"] = "nncf"
+    data["schema"] = SCHEMA_VERSION
+    return data

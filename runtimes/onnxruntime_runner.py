@@ -6,10 +6,11 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from runtimes.detector import Detector
+from runtimes.detector import Detector, batch_capacity, pad_batch
 from runtimes.errors import UserError
-from runtimes.metadata import METADATA_KEY, ModelMetadata
-from runtimes.preprocess import leave_cores_to_runtime
+from runtimes.loader import Runtime
+from runtimes.metadata_io import onnx_session_metadata
+from runtimes.requests import Requests, ThreadRequests
 
 
 class OnnxRuntimeDetector(Detector):
@@ -19,12 +20,14 @@ class OnnxRuntimeDetector(Detector):
         path: an ONNX file written by ``export/export_onnx.py`` (it carries the SSD metadata).
         providers: ONNX Runtime execution providers (default: CPU).
         threads: intra-op threads (default: ONNX Runtime's choice, one per core).
+        max_batch: images per network call for a dynamic-batch model (default 8); a static-batch model
+            takes its own batch.
     """
 
     backend = "onnxruntime"
 
     def __init__(self, path: str, *, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
-                 **thresholds: Any) -> None:
+                 max_batch: Optional[int] = None, **thresholds: Any) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -39,16 +42,29 @@ class OnnxRuntimeDetector(Detector):
         except Exception as exc:  # ORT raises its own exception types for unreadable files
             raise UserError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]}); "
                             "check that it is a complete ONNX file") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in props:
-            raise UserError(f"{path}: no SSD metadata in this ONNX file; convert it first with "
-                            "python export/export_onnx.py --onnx-in " + str(path))
-        super().__init__(ModelMetadata.from_json(props[METADATA_KEY], str(path)), str(path), **thresholds)
-        if self.session.get_providers()[0] == "CPUExecutionProvider":
-            leave_cores_to_runtime()
-        self.input_name = self.session.get_inputs()[0].name
+        super().__init__(onnx_session_metadata(self.session, str(path)), str(path), **thresholds)
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        batch = graph_input.shape[0]
+        self.static_batch = batch if isinstance(batch, int) and batch > 0 else None
+        self.max_batch = batch_capacity(self.static_batch, max_batch, str(path))
         self.output_names = [o.name for o in self.session.get_outputs()]
 
+    @property
+    def device(self) -> str:
+        provider = self.session.get_providers()[0]
+        return "CPU" if provider == "CPUExecutionProvider" else provider.replace("ExecutionProvider", "")
+
     def infer(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        if self.static_batch is not None:
+            batch = pad_batch(batch, self.static_batch)
         results = self.session.run(self.output_names, {self.input_name: batch})
         return dict(zip(self.output_names, results))
+
+    def requests(self, depth: int = 1) -> Requests:
+        # InferenceSession.run is thread-safe: requests are concurrent run() calls on one session, each with
+        # the session's intra-op threads (so on a 2-core CPU more than 2 rarely pays).
+        return ThreadRequests(self, depth)
+
+
+RUNTIME = Runtime("onnxruntime", (".onnx",), OnnxRuntimeDetector)

@@ -6,24 +6,24 @@ reorders the channels, subtracts the mean, divides by the std and transposes to 
 as the shared preprocessing. That saves the host a channel swap, a normalised copy and a transpose, and
 lets OpenVINO fuse the arithmetic into the first convolution. IRs built by export/build_engine.py carry the
 normalisation from the build on (so INT8 calibration sees the deployed graph) and take pixels in the
-model's channel order, as their metadata says; the runner adds the channel swap when it compiles them. For
-ONNX files both are added at load time.
-:class:`AsyncStream` overlaps pre- and post-processing with inference through an ``AsyncInferQueue``.
+model's channel order, as their metadata's ``input`` says; the runner adds the channel swap when it compiles
+them. For ONNX files both are added at load time. Batches: the input's batch axis is reshaped to take up to
+``max_batch`` images. Requests in flight go through an ``AsyncInferQueue`` (:class:`OpenVINORequests`).
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 
-from runtimes.detections import Detections
-from runtimes.detector import Detector
+from runtimes.detector import Detector, batch_capacity
 from runtimes.errors import UserError
-from runtimes.metadata import DECODED_OUTPUTS, METADATA_KEY, NMS_OUTPUTS, RAW_OUTPUTS, ModelMetadata
-from runtimes.preprocess import check_image, leave_cores_to_runtime
+from runtimes.loader import Runtime
+from runtimes.metadata import DECODED_OUTPUTS, NMS_OUTPUTS, RAW_OUTPUTS, InputSpec, ModelMetadata
+from runtimes.metadata_io import check_ir_weights, ir_metadata, onnx_file_metadata
+from runtimes.preprocess import Preprocessor
+from runtimes.requests import Requests
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
 
@@ -37,20 +37,13 @@ def _import_openvino():
 
 
 def read_metadata(model: Any, path: str) -> ModelMetadata:
-    """The SSD metadata of an OpenVINO model (IR ``rt_info``, or an ONNX file's ``metadata_props``)."""
-    if model.has_rt_info([METADATA_KEY]):
-        return ModelMetadata.from_json(model.get_rt_info([METADATA_KEY]).astype(str), path)
+    """The SSD metadata of an OpenVINO model: an IR's ``rt_info`` (its ``.bin`` checked against it), or an
+    ONNX file's ``metadata_props``."""
     if path.lower().endswith(".onnx"):
-        try:
-            import onnx
-        except ImportError:
-            raise UserError(f"{path}: reading an ONNX file's metadata needs the onnx package "
-                            "(pip install onnx), or convert it to IR with export/build_engine.py") from None
-        for prop in onnx.load(path, load_external_data=False).metadata_props:
-            if prop.key == METADATA_KEY:
-                return ModelMetadata.from_json(prop.value, path)
-    raise UserError(f"{path}: no SSD metadata in this model; build it with python export/build_engine.py "
-                    "--target openvino")
+        return onnx_file_metadata(path)
+    meta = ir_metadata(model, path)
+    check_ir_weights(model, path, meta)
+    return meta
 
 
 def _output_name(port: Any) -> str:
@@ -77,11 +70,10 @@ def fold_normalisation(model: Any, meta: ModelMetadata) -> Any:
 def take_bgr(model: Any, meta: ModelMetadata) -> Any:
     """``model`` (taking NHWC pixels, as :func:`fold_normalisation` leaves it) taking them BGR, as OpenCV
     delivers frames (the shared preprocessing's ``resize_bgr``). On the host the swap is a copy of the
-    frame (0.09 ms of SSDLite320's 5 ms INT8 end to end, measured right after an inference on this 2-core
-    machine); in the graph it is a gather that timed the same as none, and the outputs are bit-identical
+    frame; in the graph it is a gather that timed the same as none, and the outputs are bit-identical
     (INT8) or within 1e-4 (FP32: another summation order). Added when the model is compiled, not built
     into the IR: quantizing a graph with the swap inside moved the demo model's INT8 statistics by float
-    rounding, and its val mAP from 86.29 to 86.15."""
+    rounding (docs/benchmark/openvino_latency.md has the figures)."""
     if meta.channel_order == "BGR":
         return model
     ov = _import_openvino()
@@ -98,7 +90,8 @@ class OpenVINODetector(Detector):
 
     Args:
         device: "CPU" (default), "GPU", "NPU", "AUTO", ... passed through to OpenVINO.
-        hint: "latency" (default; one request at a time) or "throughput" (for :meth:`run_async`).
+        hint: "latency" (default; one request at a time) or "throughput" (several requests in flight infer
+            in parallel, one CPU stream each).
         cache_dir: OpenVINO's compiled-model cache folder (faster second start); None disables it.
         fold_preprocessing: swap channels and normalise inside the graph (default True); False feeds the shared
             preprocessing's float32 NCHW tensor instead (ONNX files only: IRs built by the toolkit carry
@@ -106,13 +99,16 @@ class OpenVINODetector(Detector):
         threads: CPU inference threads (default: OpenVINO's choice).
         inference_precision: "f32" (default) computes an FP32 IR in FP32; None leaves OpenVINO's own default,
             which is bf16 on CPUs with AVX512-BF16/AMX (faster, but no longer the FP32 model's numbers).
+        max_batch: images per network call for a dynamic-batch file (default 8); a static-batch file takes its
+            own batch. Models with NMS inside take one image a call.
     """
 
     backend = "openvino"
 
     def __init__(self, path: str, *, device: str = "CPU", hint: str = "latency", cache_dir: Optional[str] = None,
                  fold_preprocessing: bool = True, threads: Optional[int] = None,
-                 inference_precision: Optional[str] = "f32", **thresholds: Any) -> None:
+                 inference_precision: Optional[str] = "f32", max_batch: Optional[int] = None,
+                 **thresholds: Any) -> None:
         ov = _import_openvino()
         if hint not in HINTS:
             raise UserError(f"unknown performance hint '{hint}': choose one of {', '.join(HINTS)}")
@@ -123,15 +119,17 @@ class OpenVINODetector(Detector):
             raise UserError(f"{path}: OpenVINO cannot read it ({str(exc).strip().splitlines()[0][:160]}); "
                             "rebuild it with python export/build_engine.py --target openvino") from None
         super().__init__(read_metadata(model, path), path, **thresholds)
-        if device.upper().startswith(("CPU", "AUTO")):
-            leave_cores_to_runtime()
-        baked = bool(self.meta.extra.get("build", {}).get("normalisation_in_graph"))
+        baked = self.meta.inputs.normalisation_in_graph
         if baked and not fold_preprocessing:
             raise UserError(f"{path}: this IR normalises inside its graph (built so that INT8 calibration saw "
                             "the deployed graph); fold_preprocessing=False needs the ONNX file instead")
+        self.max_batch = self._batch_axis(model, max_batch, path)
         self.folded = fold_preprocessing
         if fold_preprocessing:
             model = take_bgr(model if baked else fold_normalisation(model, self.meta), self.meta)
+            # What the compiled graph takes: resized BGR pixels, NHWC; it normalises them itself.
+            self.preprocessor = Preprocessor(self.meta, InputSpec(layout="NHWC", channel_order="BGR",
+                                                                  normalisation_in_graph=True))
         config: Dict[str, Any] = {"PERFORMANCE_HINT": HINTS[hint]}
         if inference_precision and device.upper().startswith("CPU"):
             config["INFERENCE_PRECISION_HINT"] = inference_precision
@@ -150,14 +148,40 @@ class OpenVINODetector(Detector):
         self.output_names = [_output_name(o) for o in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
 
+    @classmethod
+    def from_compiled(cls, compiled: Any, meta: ModelMetadata, **thresholds: Any) -> "OpenVINODetector":
+        """A detector over a model compiled elsewhere (NNCF's validation hands one over), fed what
+        ``meta.input`` says its graph takes."""
+        self = cls.__new__(cls)
+        Detector.__init__(self, meta, "<in memory>", **thresholds)
+        self.compiled, self.folded, self._device, self.inference_precision = compiled, False, "CPU", None
+        self.output_names = [_output_name(o) for o in compiled.outputs]
+        self.request = compiled.create_infer_request()
+        return self
+
+    def _batch_axis(self, model: Any, requested: Optional[int], path: str) -> int:
+        """Images per call: a static batch as it is; a dynamic batch axis bounded to 1..N (the CPU plugin
+        plans for the bound) for N = ``requested`` or the default. (A static graph cannot be reshaped to
+        another batch: the export writes the batch into its Reshape constants.)"""
+        ov = _import_openvino()
+        shape = model.input(0).get_partial_shape()
+        batch = shape[0].get_length() if shape[0].is_static else None
+        if self.meta.nms_in_model and (requested not in (None, 1) or batch != 1):
+            raise UserError(f"{path}: this model runs NMS inside (MulticlassNms), which takes one image a "
+                            "call; rebuild it with --nms host for batches")
+        capacity = batch_capacity(batch, requested, path)
+        if batch is None:
+            shape[0] = ov.Dimension(1, capacity)
+            model.reshape({model.input(0): shape})
+        return capacity
+
     @property
     def device(self) -> str:
         return self._device if not self.inference_precision else f"{self._device} ({self.inference_precision})"
 
-    def prepare(self, image_bgr: np.ndarray) -> np.ndarray:
-        if self.folded:
-            return self.preprocessor.resize_bgr(image_bgr)[None]  # (1, H, W, 3) float32 BGR
-        return self.preprocessor(image_bgr)
+    @property
+    def shares_cpu(self) -> bool:
+        return self._device.upper().startswith(("CPU", "AUTO"))
 
     def close(self) -> None:
         # Release in dependency order (request, compiled model, core): left to interpreter shutdown, two
@@ -168,78 +192,51 @@ class OpenVINODetector(Detector):
 
     def infer(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
         # share_inputs: the request reads the caller's array in place (the call is synchronous, so the array
-        # outlives it) instead of copying 1.2 MB per frame first: 0.3 ms of SSDLite320's 6 ms here.
+        # outlives it) instead of copying every frame first.
         # start_async + wait rather than InferRequest.infer, which also builds a dict holding a copy of every
-        # output that nobody reads: 0.05 ms per SSDLite320 call here.
+        # output that nobody reads.
         self.request.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
         self.request.wait()
         return {name: self.request.get_output_tensor(i).data.copy() for i, name in enumerate(self.output_names)}
 
-    def run_async(self, frames: List[np.ndarray], jobs: int = 0,
-                  on_result: Optional[Callable[[int, Detections], None]] = None) -> List[Detections]:
-        """Detect on many frames with an ``AsyncInferQueue`` of ``jobs`` requests (0: OpenVINO's optimal
-        number for the hint); results come back in frame order."""
-        results: List[Detections] = []
-
-        def collect(index: Any, detections: Detections, _timings: Dict[str, float]) -> None:
-            results.append(detections)
-            if on_result is not None:
-                on_result(index, detections)
-
-        stream = AsyncStream(self, jobs, collect)
-        for index, frame in enumerate(frames):
-            stream.submit(frame, index)
-        stream.close()
-        return results
+    def requests(self, depth: int = 1) -> Requests:
+        return OpenVINORequests(self, depth)
 
 
-class AsyncStream:
-    """Frames in, :class:`Detections` out, through an ``AsyncInferQueue``: while one request infers, the
-    caller prepares the next frame and finished ones are post-processed, so the stages overlap.
+class OpenVINORequests(Requests):
+    """Requests in flight through an ``AsyncInferQueue`` of ``depth`` infer requests: while they infer, the
+    caller prepares the next batch, and finished ones are post-processed on OpenVINO's callback thread.
+    With the throughput hint each request gets a CPU stream of its own, so they also infer in parallel."""
 
-    ``on_result(tag, detections, timings)`` is called in submission order (from OpenVINO's callback thread);
-    ``timings`` holds the preprocess, inference (submit to completion) and postprocess seconds.
-    """
-
-    def __init__(self, detector: OpenVINODetector, depth: int,
-                 on_result: Callable[[Any, Detections, Dict[str, float]], None]) -> None:
-        import threading
-
+    def __init__(self, detector: OpenVINODetector, depth: int) -> None:
+        super().__init__(detector, depth)
         ov = _import_openvino()
-        self.detector, self.on_result = detector, on_result
-        self.queue = ov.AsyncInferQueue(detector.compiled, depth)
+        self.output_names = detector.output_names
+        self.queue = ov.AsyncInferQueue(detector.compiled, self.depth)
         self.queue.set_callback(self._done)
-        self.lock = threading.Lock()
-        self.submitted = 0
-        self.next_out = 0
-        self.finished: Dict[int, Tuple[Any, Detections, Dict[str, float]]] = {}
+        self._inputs: Dict[int, np.ndarray] = {}  # kept alive while OpenVINO reads them in place
 
-    def submit(self, frame: np.ndarray, tag: Any) -> None:
-        """Queue one (H, W, 3) uint8 BGR frame; blocks while every request is busy."""
-        size = check_image(frame)
-        start = time.perf_counter()
-        batch = self.detector.prepare(frame)
-        prepared = time.perf_counter()
-        self.queue.start_async({0: batch}, (self.submitted, tag, size, prepared - start, prepared))
-        self.submitted += 1
+    def _launch(self, seq: int, batch: np.ndarray) -> None:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self._inputs[seq] = batch
+        self.queue.start_async({0: batch}, seq, share_inputs=True)
 
-    def _done(self, request: Any, userdata: Tuple[int, Any, Tuple[int, int], float, float]) -> None:
-        sequence, tag, size, pre_s, submitted = userdata
-        inferred = time.perf_counter()
-        outputs = {name: request.get_output_tensor(i).data for i, name in enumerate(self.detector.output_names)}
-        detections = self.detector.postprocessor(outputs, size)
-        timings = {"preprocess": pre_s, "inference": inferred - submitted,
-                   "postprocess": time.perf_counter() - inferred}
-        with self.lock:  # hand results on in submission order, whatever order requests finish in
-            self.finished[sequence] = (tag, detections, timings)
-            while self.next_out in self.finished:
-                self.on_result(*self.finished.pop(self.next_out))
-                self.next_out += 1
+    def _done(self, request: Any, seq: int) -> None:
+        self._inputs.pop(seq, None)
+        try:
+            outputs = {name: request.get_output_tensor(i).data for i, name in enumerate(self.output_names)}
+        except BaseException as exc:  # OpenVINO reports a failed inference here; an exception must not vanish
+            self._fail(seq, exc)
+            return
+        self._finish(seq, outputs)  # reads the outputs before the request is reused
 
-    def close(self) -> None:
-        """Wait for every submitted frame to be handed on."""
+    def _shutdown(self) -> None:
         self.queue.wait_all()
 
 
-def ir_paths(xml: Path) -> List[Path]:
-    return [Path(xml), Path(xml).with_suffix(".bin")]
+def _factory(location: str, **options: Any) -> OpenVINODetector:
+    return OpenVINODetector(location, **options)
+
+
+# Requests in flight infer in parallel only with the throughput hint (a CPU stream per request).
+RUNTIME = Runtime("openvino", (".xml",), _factory, also_opens=(".onnx",), throughput_options={"hint": "throughput"})

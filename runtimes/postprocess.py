@@ -16,7 +16,7 @@ No Python loop runs over boxes; the only loop over classes is those NMS calls.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -205,6 +205,12 @@ class SSDPostprocessor:
             size *= 4
         return Detections(self._to_image(boxes[keep], image_size), cand_scores[keep].astype(np.float32),
                           labels[keep].astype(np.int64), self.meta.class_names)
+
+    def batch(self, outputs: Mapping[str, np.ndarray], image_sizes: Sequence[Tuple[int, int]]) -> List[Detections]:
+        """Detections of each image of the batch: ``outputs`` as for ``__call__`` with B = len(image_sizes)
+        images first (a padded fixed-batch model may return more; they are ignored), ``image_sizes`` their
+        (height, width)."""
+        return [self(outputs, size, index) for index, size in enumerate(image_sizes)]
 
     def _boxes(self, outputs: Mapping[str, np.ndarray], index: int, anchor_idx: np.ndarray) -> np.ndarray:
         """Decoded, clipped (M, 4) boxes in input pixels for the selected anchors."""

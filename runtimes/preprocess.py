@@ -6,18 +6,21 @@ exactly the tensors inference will see.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
-from runtimes.metadata import ModelMetadata
+from runtimes.metadata import InputSpec, ModelMetadata
 
 
 class Preprocessor:
-    """Resize (stretch, bilinear), reorder channels, ``(x - mean) / std``, HWC -> NCHW float32.
+    """Resize (stretch, bilinear), reorder channels, ``(x - mean) / std``, HWC -> NCHW float32: the steps a
+    graph's :class:`InputSpec` leaves to the host.
 
-    Call it on a (H, W, 3) uint8 BGR image; it returns (1, 3, input_height, input_width) float32.
+    Call it on a (H, W, 3) uint8 BGR image; it returns (1, 3, input_height, input_width) float32 for an
+    exported graph, or whatever ``spec`` (default: the model file's ``meta.input``) takes: e.g. (1, H, W, 3)
+    resized BGR pixels for a graph that reorders channels and normalises itself.
 
     The resize runs on float pixels, as torchvision's transform does when the model is trained: resizing
     the uint8 frame instead rounds every pixel to a grey level, and that alone moved 6 of 248 confident
@@ -25,9 +28,12 @@ class Preprocessor:
     more per 1080p frame on this 2-core x86 machine.
     """
 
-    def __init__(self, meta: ModelMetadata) -> None:
+    def __init__(self, meta: ModelMetadata, spec: Optional[InputSpec] = None) -> None:
+        self.spec = spec or meta.inputs
         self.size = (meta.input_width, meta.input_height)  # cv2 order
-        self.swap_rb = meta.channel_order == "RGB"
+        self.swap_rb = self.spec.channel_order == "RGB"
+        self.normalise = not self.spec.normalisation_in_graph
+        self.nchw = self.spec.layout == "NCHW"
         # (x - mean) / std as one multiply-add; mean/std are in the model's channel order.
         std = np.asarray(meta.std, dtype=np.float32)
         self.scale = (1.0 / std).astype(np.float32)
@@ -40,21 +46,25 @@ class Preprocessor:
         return cv2.resize(image_bgr.astype(np.float32), self.size, interpolation=cv2.INTER_LINEAR)
 
     def resize(self, image_bgr: np.ndarray) -> np.ndarray:
-        """The resized frame, (H, W, 3) float32 pixels 0..255 in the model's channel order; for graphs
+        """The resized frame, (H, W, 3) float32 pixels 0..255 in the input's channel order; for graphs
         that normalise themselves."""
         resized = self.resize_bgr(image_bgr)
         return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if self.swap_rb else resized
 
     def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
-        normalised = self.resize(image_bgr) * self.scale + self.bias
-        return np.ascontiguousarray(normalised.transpose(2, 0, 1))[None]
+        pixels = self.resize(image_bgr)
+        if self.normalise:
+            pixels = pixels * self.scale + self.bias
+        if self.nchw:
+            return np.ascontiguousarray(pixels.transpose(2, 0, 1))[None]
+        return pixels[None]
 
 
 def leave_cores_to_runtime() -> None:
-    """Run OpenCV single-threaded: when the inference runtime uses the same CPU cores (OpenVINO, ONNX
-    Runtime), OpenCV's worker threads for a 1-2 ms resize compete with the runtime's threads. Measured on
-    this 2-core machine, SSDLite320 INT8 on OpenVINO in a detect loop: inference 4.9 ms instead of 5.7 ms,
-    and the resize itself 0.47 ms instead of 0.63 ms. (TensorRT leaves the CPU to OpenCV.)"""
+    """Run OpenCV single-threaded, process-wide: when the inference runtime uses the same CPU cores
+    (OpenVINO, ONNX Runtime: ``Detector.shares_cpu``), OpenCV's worker threads for a 1-2 ms resize compete
+    with the runtime's threads (docs/benchmark/openvino_latency.md has the figures). The apps call it;
+    constructing a detector does not."""
     cv2.setNumThreads(1)
 
 

@@ -13,6 +13,8 @@ from calibration.evaluation import evaluate_detector
 from calibration.images import read_image
 from calibration.voc import VOCDataset
 from runtimes.loader import load_detector
+from runtimes.metadata import InputSpec
+from runtimes.preprocess import Preprocessor
 from tests.matching import assert_same_detections, matched
 from tests.reference_models import voc_mini_images
 
@@ -46,24 +48,11 @@ def test_folded_preprocessing_equals_the_shared_one(demo_model, demo_irs):
         assert_same_detections(folded(image), host(image), score_tol=1e-4, box_tol=0.05)
 
 
-def test_async_pipeline_equals_sync_calls(demo_model, demo_irs):
-    _, _, data = demo_model
-    detector = load_detector(demo_irs["fp32"], hint="throughput")
-    frames = [read_image(p)[0] for p in demo_test_images(data, 12)]
-    seen = []
-    results = detector.run_async(frames, on_result=lambda i, _: seen.append(i))
-    assert seen == list(range(12))  # handed on in frame order
-    for frame, got in zip(frames, results):
-        want = detector(frame)
-        np.testing.assert_array_equal(got.labels, want.labels)
-        np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
-
-
 def test_ir_carries_metadata_and_what_it_was_built_from(demo_irs):
     meta = load_detector(demo_irs["int8"]).meta
     assert meta.arch == "ssdlite320_mobilenet_v3_large" and meta.class_names[1] == "ellipse"
     build = meta.extra["build"]
-    assert build["precision"] == "int8" and build["runtime"].startswith("openvino ")
+    assert (meta.precision, meta.quantization) == ("int8", "nncf") and build["runtime"].startswith("openvino ")
     assert build["calibration"]["images"] == 300 and len(build["calibration"]["image_list_sha256"]) == 64
     assert build["nncf"]["preset"] == "mixed"
     assert not list(demo_irs["int8"].parent.glob(".*"))  # no temporary files left beside the IR
@@ -105,7 +94,7 @@ def test_nms_inside_the_ir_gives_the_host_post_processors_detections(demo_model,
     _, _, data = demo_model
     host, inside = load_detector(demo_irs[precision]), load_detector(nms_irs[precision])
     assert inside.meta.output_format == "nms" and host.meta.output_format == "raw"
-    assert inside.meta.extra["build"]["nms"] == "in the IR (MulticlassNms)"
+    assert inside.meta.nms_in_model and inside.meta.extra["build"]["nms"] == "engine"
     full = 0
     for path in voc_mini_images() + demo_test_images(data, 20):
         image, _ = read_image(path)
@@ -152,7 +141,7 @@ def test_build_cli_puts_nms_inside_an_fp16_ir(tmp_path, demo_model, nms_irs):
     assert "decoding and MulticlassNms inside (score > 0.001, IoU 0.55, 300 detections)" in result.stdout
     xml = tmp_path / f"{onnx_path.stem}_fp16_nms.xml"
     fp16, fp32 = load_detector(xml), load_detector(nms_irs["fp32"])
-    assert fp16.meta.output_format == "nms" and fp16.meta.extra["build"]["precision"] == "fp16"
+    assert fp16.meta.output_format == "nms" and fp16.meta.precision == "fp16"
     hits = total = 0
     for path in demo_test_images(data, 20):
         image, _ = read_image(path)
@@ -202,7 +191,7 @@ def test_built_ir_normalises_in_its_graph_and_says_so(demo_irs):
     from runtimes.errors import UserError
 
     detector = load_detector(demo_irs["int8"])
-    assert detector.meta.extra["build"]["normalisation_in_graph"] is True
+    assert detector.meta.input == InputSpec(layout="NHWC", channel_order="RGB", normalisation_in_graph=True)
     assert list(detector.compiled.inputs[0].shape) == [1, 320, 320, 3]  # resized pixels, NHWC
     with pytest.raises(UserError, match="normalises inside its graph"):
         load_detector(demo_irs["int8"], fold_preprocessing=False)
@@ -219,7 +208,7 @@ def test_runner_swaps_channels_in_the_graph_and_gets_the_irs_own_outputs(demo_mo
         detector = load_detector(demo_irs[precision])
         plain = ov.Core().compile_model(str(demo_irs[precision]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         for frame in frames:
-            rgb = detector.preprocessor.resize(frame)[None]
+            rgb = Preprocessor(detector.meta)(frame)  # what the IR file takes, as its metadata says
             np.testing.assert_array_equal(detector.prepare(frame)[..., ::-1], rgb)  # the runner feeds BGR
             ours = detector.infer(detector.prepare(frame))
             theirs = plain({0: rgb})
