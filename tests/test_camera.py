@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from apps.sources import (
+from streams.sources import (
     CsiOptions,
     LiveSource,
     SourceSpec,

@@ -40,7 +40,7 @@ def test_gstreamer_pipeline_source_delivers_the_newest_frames():
     versions = _system_python()
     info = _run("""
 import json, numpy as np
-from apps.sources import has_gstreamer, parse_source, LiveSource
+from streams.sources import has_gstreamer, parse_source, LiveSource
 if not has_gstreamer():
     print(json.dumps({"gstreamer": False})); raise SystemExit
 spec = parse_source("videotestsrc num-buffers=300 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1")

@@ -1,5 +1,6 @@
 """Frame sources for the camera app: cameras, Jetson CSI cameras, RTSP/HTTP streams, GStreamer pipelines,
-video files and image folders, behind one ``read()``.
+video files and image folders, behind one ``read()``. On a Jetson, RTSP streams are decoded by the hardware
+(``nvv4l2decoder``, ``nvvidconv``); elsewhere by GStreamer's or FFmpeg's software decoders.
 
 Live sources always hand out the newest frame: a grab thread keeps only the latest one (and GStreamer
 pipelines end in ``appsink drop=true max-buffers=1``), so delay never piles up behind a slow model. A live
@@ -47,10 +48,20 @@ def usb_pipeline(device: str, width: int, height: int, fps: int) -> str:
             f"videoconvert ! video/x-raw,format=BGR ! {APPSINK}")
 
 
-def rtsp_pipeline(url: str, latency_ms: int = 0) -> str:
-    """rtspsrc with a zero jitter buffer (the default 2 s is where RTSP delay comes from)."""
-    return (f"rtspsrc location={url} latency={latency_ms} drop-on-latency=true ! decodebin ! "
-            f"videoconvert ! video/x-raw,format=BGR ! {APPSINK}")
+def rtsp_pipeline(url: str, latency_ms: int = 0, hardware: bool = False) -> str:
+    """rtspsrc with a zero jitter buffer (the default 2 s is where RTSP delay comes from); ``hardware``: an
+    H.264 stream decoded by a Jetson's NVDEC (``nvv4l2decoder``) and converted by its VIC (``nvvidconv``)
+    instead of the CPU's ``decodebin``."""
+    source = f"rtspsrc location={url} latency={latency_ms} drop-on-latency=true"
+    if hardware:
+        return (f"{source} ! rtph264depay ! h264parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! "
+                f"videoconvert ! video/x-raw,format=BGR ! {APPSINK}")
+    return f"{source} ! decodebin ! videoconvert ! video/x-raw,format=BGR ! {APPSINK}"
+
+
+def is_jetson() -> bool:
+    """Whether this is a Jetson (L4T writes its release file there)."""
+    return Path("/etc/nv_tegra_release").is_file()
 
 
 def has_gstreamer() -> bool:
@@ -71,12 +82,15 @@ class SourceSpec:
     folder: Optional[Path] = None
 
 
-def parse_source(text: str, csi: Optional[CsiOptions] = None, gstreamer: Optional[bool] = None) -> SourceSpec:
-    """Turn ``--source`` into the ways to open it (``gstreamer`` defaults to what this OpenCV supports)."""
+def parse_source(text: str, csi: Optional[CsiOptions] = None, gstreamer: Optional[bool] = None,
+                 jetson: Optional[bool] = None) -> SourceSpec:
+    """Turn ``--source`` into the ways to open it (``gstreamer`` defaults to what this OpenCV supports,
+    ``jetson`` to whether this is one: its RTSP streams are decoded in hardware first)."""
     import cv2
 
     csi = csi or CsiOptions()
     gst = has_gstreamer() if gstreamer is None else gstreamer
+    jetson = is_jetson() if jetson is None else jetson
     if text.startswith("csi://"):
         sensor = int(text[len("csi://"):] or 0)
         return SourceSpec(text, True, [(f"GStreamer {csi_pipeline(sensor, csi)}", (csi_pipeline(sensor, csi),
@@ -101,6 +115,9 @@ def parse_source(text: str, csi: Optional[CsiOptions] = None, gstreamer: Optiona
         attempts = [(f"FFmpeg {text}", (text, cv2.CAP_FFMPEG))]
         if gst and text.startswith("rtsp"):
             attempts.insert(0, (f"GStreamer {rtsp_pipeline(text)}", (rtsp_pipeline(text), cv2.CAP_GSTREAMER)))
+            if jetson:
+                hardware = rtsp_pipeline(text, hardware=True)
+                attempts.insert(0, (f"GStreamer (NVDEC) {hardware}", (hardware, cv2.CAP_GSTREAMER)))
         return SourceSpec(text, True, attempts)
     path = Path(text)
     if path.is_dir():

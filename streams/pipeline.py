@@ -1,0 +1,284 @@
+"""Many streams, one detector: capture -> scheduler (batches, requests in flight) -> per-stream output.
+
+Stages, each in its own place: :meth:`Pipeline.open` opens every source (a live one that fails is retried
+while the others run; the run needs at least one), a grab thread per stream (streams/capture.py), the
+scheduler on the calling thread (streams/scheduler.py), an output worker per stream (draw, analytics, video,
+JSON line, observers such as the web view), a status tick once a second, the display mosaic, and
+:meth:`Pipeline.summary`. ``stop`` (Ctrl-C, SIGTERM) ends the run with every output finished.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
+
+import numpy as np
+
+from runtimes.detections import Detections
+from runtimes.detector import Detector
+from runtimes.errors import UserError
+from runtimes.requests import RequestResult
+from streams.capture import CapturedFrame, StreamCapture
+from streams.config import StreamSpec
+from streams.outputs import JsonLines, VideoOutput, video_paths
+from streams.scheduler import BatchScheduler, Schedule, plan_schedule
+from streams.sources import CsiOptions
+from streams.stats import StreamStats, percentile
+
+_END = object()
+
+
+class Observer(Protocol):
+    """Something that watches the run (the web view): called on the output workers' threads, it must not
+    block."""
+
+    def on_frame(self, stream: str, frame: np.ndarray, record: Dict[str, Any]) -> None: ...
+
+    def on_status(self, statuses: Dict[str, Dict[str, Any]]) -> None: ...
+
+
+class Analytics(Protocol):
+    """Per-stream tracking and zone events (analytics/): adds ``tracks`` and ``events`` to the record and
+    draws on the frame."""
+
+    def process(self, stream: str, record: Dict[str, Any], detections: Detections, frame: np.ndarray) -> None: ...
+
+
+@dataclass
+class PipelineOptions:
+    """How a run is scheduled and what it writes (the camera app's options)."""
+
+    batch_size: Optional[int] = None  # frames per network call (None: chosen per runtime, plan_schedule)
+    depth: Optional[int] = None  # requests in flight (None: chosen per runtime)
+    batch_timeout_s: float = 0.010  # how long a round waits for slower streams
+    classes: Optional[List[str]] = None  # class names to keep (None: all)
+    realtime: bool = False
+    max_frames: int = 0  # per stream; 0: no limit
+    show: bool = False
+    output: Optional[Path] = None
+    json: Optional[Path] = None
+    csi: CsiOptions = field(default_factory=CsiOptions)
+
+
+class StreamOutput:
+    """The output worker of one stream: filter, analytics, draw, write, observe, count."""
+
+    def __init__(self, name: str, pipeline: "Pipeline", video: Optional[VideoOutput]) -> None:
+        self.name, self.pipeline, self.video = name, pipeline, video
+        self.stats = StreamStats(name)
+        self.queue: "queue.Queue[Any]" = queue.Queue(maxsize=4)
+        self.latest: Optional[np.ndarray] = None  # the last annotated frame, for the display
+        self.thread = threading.Thread(target=self._run, name=f"output-{name}", daemon=True)
+
+    def put(self, item: Any) -> None:
+        while self.thread.is_alive():  # never block forever on a worker that has died
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is _END:
+                    return
+                self._handle(*item)
+        except BaseException as exc:  # handed to the run, which stops
+            self.pipeline.fail(exc)
+
+    def _handle(self, frame: CapturedFrame, detections: Detections, timings: Dict[str, float]) -> None:
+        from apps.overlay import draw
+
+        p = self.pipeline
+        if p.options.classes:
+            detections = detections.filter(classes=p.options.classes)
+        started = time.perf_counter()
+        image = frame.image
+        record: Dict[str, Any] = {"stream": self.name, "frame": frame.index, "timestamp": round(frame.timestamp, 6),
+                                  "detections": detections.to_list()}
+        if p.analytics is not None:
+            p.analytics.process(self.name, record, detections, image)
+        if p.annotate:
+            draw(image, detections, self.stats.smoothed_fps, {k: 1000 * v for k, v in timings.items()})
+        timings["draw"] = time.perf_counter() - started
+        latency = time.monotonic() - frame.captured
+        self.stats.add(latency)
+        record["timings_ms"] = {k: round(1000 * v, 3) for k, v in timings.items()}
+        record["latency_ms"] = round(1000 * latency, 3)
+        if self.video is not None:
+            self.video.write(image)
+        if p.json is not None:
+            p.json.write(record)
+        for observer in p.observers:
+            observer.on_frame(self.name, image, record)
+        self.latest = image
+
+
+class Pipeline:
+    """Runs ``specs`` on ``detector`` with ``options``; see the module docstring."""
+
+    def __init__(self, detector: Detector, specs: Sequence[StreamSpec], options: PipelineOptions,
+                 log: Callable[[str], None] = print, analytics: Optional[Analytics] = None,
+                 observers: Sequence[Observer] = ()) -> None:
+        self.detector, self.specs, self.options, self.log = detector, list(specs), options, log
+        self.analytics, self.observers = analytics, list(observers)
+        self.annotate = bool(options.output is not None or options.show or observers)
+        self.captures: List[StreamCapture] = []
+        self.outputs: Dict[str, StreamOutput] = {}
+        self.json: Optional[JsonLines] = None
+        self.schedule: Optional[Schedule] = None
+        self.errors: List[BaseException] = []
+        self.stop = threading.Event()
+        self.started = self.ended = 0.0
+        self.scheduler: Optional[BatchScheduler] = None
+
+    # -- stages ---------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open every stream's source once; UserError when none opens (the failures named)."""
+        videos = video_paths(self.options.output, [s.name for s in self.specs])
+        self.captures = [StreamCapture(spec, self.options.csi, self.options.realtime, self.options.max_frames,
+                                       self.log) for spec in self.specs]
+        failures = []
+        for capture in self.captures:
+            if capture.open():
+                self.log(f"stream {capture.name}: {capture.description}")
+            else:
+                failures.append(capture)
+                again = " (live: retrying while the others run)" if capture.state == "retrying" else ""
+                self.log(f"stream {capture.name}: {capture.error}{again}")
+        if len(failures) == len(self.captures):
+            if len(failures) == 1:
+                raise UserError(str(failures[0].error))
+            raise UserError(f"none of the {len(failures)} streams could be opened: "
+                            + "; ".join(f"{c.name}: {c.error}" for c in failures))
+        self.schedule = plan_schedule(self.detector, len(self.captures), self.options.batch_size, self.options.depth)
+        self.log(f"model: {self.detector.describe()}; {self.schedule.reason}")
+        for capture in self.captures:
+            path = videos[capture.name]
+            self.outputs[capture.name] = StreamOutput(capture.name, self, VideoOutput(path, capture.fps)
+                                                      if path is not None else None)
+        if self.options.json is not None:
+            self.json = JsonLines(self.options.json)
+
+    def run(self, stop: Optional[threading.Event] = None) -> Dict[str, Any]:
+        """Run until every stream has ended or ``stop`` is set; the summary."""
+        if self.schedule is None:
+            self.open()
+        assert self.schedule is not None
+        if stop is not None:
+            self.stop = stop
+        requests = self.detector.requests(self.schedule.depth)
+        self.scheduler = BatchScheduler(self.captures, requests, self.schedule.batch, self.options.batch_timeout_s,
+                                        self._deliver, self.stop)
+        helpers = [threading.Thread(target=self._status_loop, name="status", daemon=True)]
+        if self.options.show:
+            helpers.append(threading.Thread(target=self._display_loop, name="display", daemon=True))
+        for output in self.outputs.values():
+            output.thread.start()
+        self.started = time.monotonic()
+        for capture in self.captures:
+            capture.notify = self.scheduler.notify
+            capture.start()
+        for helper in helpers:
+            helper.start()
+        try:
+            self.scheduler.run()
+        finally:
+            self.stop.set()
+            self._finish()
+        if self.errors:
+            raise self.errors[0]
+        return self.summary()
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.stop.set()
+
+    def _deliver(self, result: RequestResult) -> None:
+        frames: List[CapturedFrame] = result.tag
+        for frame, detections in zip(frames, result.detections):
+            timings = dict(capture=frame.capture_s, **result.timings)
+            self.outputs[frame.stream].put((frame, detections, timings))
+
+    def _finish(self) -> None:
+        for capture in self.captures:
+            capture.stop()
+        for output in self.outputs.values():
+            output.put(_END)
+        for output in self.outputs.values():
+            output.thread.join()
+        self.ended = time.monotonic()
+        for capture in self.captures:
+            capture.close()
+        for output in self.outputs.values():
+            if output.video is not None:
+                output.video.close()
+        if self.json is not None:
+            self.json.close()
+        if self.observers:
+            self._publish_status()
+
+    # -- watching -------------------------------------------------------------------------------------
+
+    def statuses(self) -> Dict[str, Dict[str, Any]]:
+        now = (self.ended or time.monotonic()) - self.started
+        found = {}
+        for capture in self.captures:
+            stats = self.outputs[capture.name].stats
+            latencies = list(stats.latencies_ms)[-1000:]
+            alive = capture.state == "running" and stats.last is not None and time.monotonic() - stats.last < 5.0
+            found[capture.name] = {"name": capture.name, "frames": stats.frames, "fps": round(stats.fps(now), 3),
+                                   "latency_p50_ms": round(percentile(latencies, 50), 3),
+                                   "latency_p95_ms": round(percentile(latencies, 95), 3),
+                                   "dropped_stale_frames": capture.dropped, "reopens": capture.reopens,
+                                   "alive": alive, "error": capture.error, "state": capture.state}
+        return found
+
+    def _publish_status(self) -> None:
+        statuses = self.statuses()
+        for observer in self.observers:
+            observer.on_status(statuses)
+
+    def _status_loop(self) -> None:
+        while not self.stop.wait(1.0):
+            if self.observers:
+                self._publish_status()
+
+    def _display_loop(self) -> None:
+        import cv2
+
+        from streams.mosaic import mosaic
+
+        while not self.stop.wait(1 / 30):
+            tiles = [(name, out.latest) for name, out in self.outputs.items() if out.latest is not None]
+            if tiles:
+                cv2.imshow("ssd-edge", mosaic(tiles))
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    self.stop.set()
+        cv2.destroyAllWindows()
+
+    def summary(self) -> Dict[str, Any]:
+        """Per-stream figures and the totals (frames, mean FPS, latency p50/p95 over every frame)."""
+        elapsed = self.ended - self.started
+        per_stream = {c.name: self.outputs[c.name].stats.summary(elapsed, c.dropped, c.reopens)
+                      for c in self.captures}
+        latencies = [v for c in self.captures for v in self.outputs[c.name].stats.latencies_ms]
+        frames = sum(s["frames"] for s in per_stream.values())
+        summary: Dict[str, Any] = {
+            "frames": frames, "seconds": round(elapsed, 3),
+            "mean_fps": round(frames / elapsed, 3) if elapsed > 0 else 0.0,
+            "latency_p50_ms": round(percentile(latencies, 50), 3),
+            "latency_p95_ms": round(percentile(latencies, 95), 3),
+            "dropped_stale_frames": sum(s["dropped_stale_frames"] for s in per_stream.values()),
+            "reopens": sum(s["reopens"] for s in per_stream.values()),
+            "streams": per_stream}
+        if self.schedule is not None:
+            summary["schedule"] = {"batch": self.schedule.batch, "requests_in_flight": self.schedule.depth}
+        return summary

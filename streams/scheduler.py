@@ -1,0 +1,122 @@
+"""One inference worker for every stream: gather a frame from each stream that has one, run them as one
+batch, keep requests in flight.
+
+Each round starts with the stream after the one that led the previous round, so when frames arrive faster
+than the model serves them, streams take turns (round-robin) and none starves. A round waits at most
+``batch_timeout_s`` after its first frame for the other streams' frames.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+from runtimes.detector import Detector
+from runtimes.requests import RequestResult, Requests
+from streams.capture import CapturedFrame, StreamCapture
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the streams share the model: ``batch`` frames per network call, ``depth`` requests in flight, and
+    why (printed at start)."""
+
+    batch: int
+    depth: int
+    reason: str
+
+
+def plan_schedule(detector: Detector, streams: int, batch: Optional[int] = None,
+                  depth: Optional[int] = None) -> Schedule:
+    """Frames per call and requests in flight for ``streams`` streams on ``detector``, unless given.
+
+    On a CPU runtime (OpenVINO, ONNX Runtime) several single-frame requests in flight beat one batched
+    call: each request gets CPU streams of its own and pre/post-processing overlaps inference
+    (docs/multistream.md has the measurements); elsewhere (a GPU) one batch of every stream's frame per
+    call, two requests in flight so that the next batch is prepared while one runs.
+    """
+    notes: List[str] = []
+    cpu = detector.shares_cpu
+    if batch is None:
+        batch = 1 if cpu else min(streams, detector.max_batch)
+    if batch > detector.max_batch:
+        notes.append(f"--batch-size {batch} exceeds the model's batch of {detector.max_batch}: using "
+                     f"{detector.max_batch}")
+        batch = detector.max_batch
+    if depth is None:
+        depth = min(4, max(2, -(-streams // batch))) if cpu else 2
+    if streams > batch:
+        notes.append(f"{streams} streams, {batch} frame{'s' if batch > 1 else ''} per call (the model's batch is "
+                     f"{detector.max_batch}): streams are served round-robin")
+    kind = "CPU" if cpu else detector.device
+    notes.append(f"{batch} frame{'s' if batch > 1 else ''} per call, {depth} request{'s' if depth > 1 else ''} in "
+                 f"flight ({'chosen for' if cpu else 'default on'} {kind})")
+    return Schedule(batch, depth, "; ".join(notes))
+
+
+class BatchScheduler:
+    """Feeds ``requests`` from ``captures`` until every stream has finished or ``stop`` is set, handing
+    each finished request to ``deliver`` (on this thread, in submission order). Captures and requests wake
+    it through :meth:`notify`."""
+
+    def __init__(self, captures: Sequence[StreamCapture], requests: Requests, batch: int, batch_timeout_s: float,
+                 deliver: Callable[[RequestResult], None], stop: threading.Event) -> None:
+        self.captures = list(captures)
+        self.requests, self.batch, self.batch_timeout_s = requests, batch, batch_timeout_s
+        self.deliver, self.stop = deliver, stop
+        self.wake = threading.Condition()
+        requests.on_settled = self.notify
+        self._start = 0  # the stream that leads the next round
+        self.batches = 0
+        self.frames = 0
+
+    def notify(self) -> None:
+        """A frame was offered, a stream ended or a request finished."""
+        with self.wake:
+            self.wake.notify_all()
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self._hand_on()
+                if all(c.finished for c in self.captures):
+                    break
+                frames = self._gather()
+                if frames:
+                    self.requests.submit([f.image for f in frames], tag=frames)
+                    self.batches += 1
+                    self.frames += len(frames)
+        finally:
+            for result in self.requests.close():
+                self.deliver(result)
+
+    def _hand_on(self) -> None:
+        for result in self.requests.results():
+            self.deliver(result)
+
+    def _wait(self, timeout: float, enough: Callable[[], bool]) -> None:
+        with self.wake:  # the check is made under the lock notify() takes: no wake-up is lost
+            if not enough() and not self.requests.has_result:
+                self.wake.wait(timeout)
+
+    def _gather(self) -> List[CapturedFrame]:
+        """One frame from each of up to ``batch`` streams, round-robin; waits up to the batch timeout after
+        the first frame for more ([] when none came: the caller hands on results and comes back)."""
+        order = self.captures[self._start:] + self.captures[:self._start]
+        if not any(c.has_frame for c in order):
+            self._wait(0.1, lambda: any(c.has_frame or c.finished for c in order))
+            return []
+        # Streams that may offer a frame soon: running ones (a live source still being retried will not).
+        wanted = min(self.batch, sum(1 for c in order if c.has_frame or c.state == "running"))
+        deadline = time.monotonic() + self.batch_timeout_s
+        while sum(c.has_frame for c in order) < wanted and not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._wait(left, lambda: sum(c.has_frame for c in order) >= wanted)
+            self._hand_on()
+        chosen = [c for c in order if c.has_frame][:self.batch]
+        self._start = (self.captures.index(chosen[-1]) + 1) % len(self.captures)  # the next round leads with the next
+        return [frame for frame in (c.take() for c in chosen) if frame is not None]

@@ -1,0 +1,212 @@
+"""apps/camera.py with several streams: per-stream outputs equal the detector's own results, a live stream that
+drops is reopened while the others run, scheduling is fair, bad stream lists are one clear line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runtimes.loader import load_detector
+from streams.capture import StreamCapture
+from streams.config import StreamSpec, stream_specs
+from streams.scheduler import BatchScheduler, plan_schedule
+from streams.sources import CsiOptions, parse_source, rtsp_pipeline
+from tests.mjpeg_server import MjpegCamera
+from tests.test_camera import write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_app(*args, timeout: float = 300):
+    return subprocess.run([sys.executable, "apps/camera.py", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def images(demo_data):
+    return sorted((demo_data / "VOCdevkit/VOC2007/JPEGImages").glob("*.jpg"))[-50:]
+
+
+def test_three_streams_one_dropping_give_each_stream_the_detectors_results(tmp_path, demo_model, images):
+    _, onnx_path, _ = demo_model
+    left = write_video(tmp_path / "left.avi", images[:30], size=(480, 360))
+    right = write_video(tmp_path / "right.avi", images[30:50], size=(320, 240))
+    still = cv2.resize(cv2.imread(str(images[0])), (400, 300))
+    with MjpegCamera(still, frames_per_connection=25) as camera:
+        sources = tmp_path / "cameras.txt"
+        sources.write_text(f"# two files and a camera that drops every 25 frames\nleft={left}\nright={right}\n\n"
+                           f"door={camera.url}\n")
+        result = run_app("--model", onnx_path, "--sources", sources, "--headless", "--max-frames", 60,
+                         "--output", tmp_path / "out", "--json", tmp_path / "all.jsonl")
+        connections = len(camera.connections)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1][len("summary: "):])
+    assert "stream door: " in result.stdout and "source " + camera.url + " lost" in result.stdout
+    assert "reopened after" in result.stdout and connections >= 3  # 60 frames at 25 per connection
+
+    lines = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    by_stream = {name: [r for r in lines if r["stream"] == name] for name in ("left", "right", "door")}
+    assert [r["frame"] for r in by_stream["left"]] == list(range(30))  # files: every frame, in order
+    assert [r["frame"] for r in by_stream["right"]] == list(range(20))
+    door = summary["streams"]["door"]
+    # A live stream hands over its newest frame: of the 60 it read, those the model had no time for were
+    # dropped as stale (and counted), the rest processed in order.
+    assert len(by_stream["door"]) >= 10 and len(by_stream["door"]) + door["dropped_stale_frames"] >= 60
+    frames = [r["frame"] for r in by_stream["door"]]
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    assert door["reopens"] >= 2 and summary["streams"]["left"]["reopens"] == 0
+    assert {name: s["frames"] for name, s in summary["streams"].items()} == \
+        {"left": 30, "right": 20, "door": len(by_stream["door"])}
+    assert summary["frames"] == len(lines)
+
+    detector = load_detector(onnx_path)
+    for name, video in (("left", left), ("right", right)):
+        capture = cv2.VideoCapture(str(video))
+        for record in by_stream[name]:
+            ok, frame = capture.read()
+            assert ok
+            want = detector(frame)
+            got = record["detections"]
+            assert [d["label"] for d in got] == want.labels.tolist()
+            np.testing.assert_allclose(np.array([d["box"] for d in got]).reshape(-1, 4), want.boxes, atol=2e-3)
+            np.testing.assert_allclose([d["score"] for d in got], want.scores, atol=2e-6)
+    # The camera's frames went through FFmpeg's JPEG decoder, not OpenCV's: the same objects, boxes within 2 px.
+    ok, encoded = cv2.imencode(".jpg", still, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    want = detector(cv2.imdecode(encoded, cv2.IMREAD_COLOR)).filter(min_score=0.3)
+    for record in by_stream["door"]:
+        confident = [d for d in record["detections"] if d["score"] >= 0.3]
+        assert sorted(d["label"] for d in confident) == sorted(want.labels.tolist())
+    for name, count, size in (("left", 30, (480, 360)), ("right", 20, (320, 240)),
+                              ("door", len(by_stream["door"]), (400, 300))):
+        written = cv2.VideoCapture(str(tmp_path / "out" / f"{name}.mp4"))
+        assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == count, name
+        assert (written.get(cv2.CAP_PROP_FRAME_WIDTH), written.get(cv2.CAP_PROP_FRAME_HEIGHT)) == size
+    assert not list((tmp_path / "out").glob(".*")) and not list(tmp_path.glob(".*"))
+
+
+def test_a_source_that_cannot_be_opened_is_reported_and_the_others_run(tmp_path, demo_model, images):
+    _, onnx_path, _ = demo_model
+    clip = write_video(tmp_path / "clip.avi", images[:8])
+    result = run_app("--model", onnx_path, "--source", clip, "--source", tmp_path / "missing.avi", "--headless",
+                     "--json", tmp_path / "out.jsonl")
+    assert result.returncode == 2 and "no such file, folder or camera" in result.stderr  # a typo is an error
+    # A camera that is not there (yet) is retried while the file runs, until the run is stopped.
+    proc = subprocess.Popen([sys.executable, "apps/camera.py", "--model", str(onnx_path), "--source", str(clip),
+                             "--source", "/dev/video63", "--headless", "--json", str(tmp_path / "out.jsonl")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if "retrying in 4 s" in line:  # two retries: the file's 8 frames are long done
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    output = "".join(seen) + out
+    assert proc.returncode == 0, err
+    assert "stream cam1: cannot open --source /dev/video63" in output and "(live: retrying" in output
+    summary = json.loads(output.strip().splitlines()[-1][len("summary: "):])
+    assert summary["streams"]["cam1"]["frames"] == 0 and summary["streams"]["cam0"]["frames"] == 8
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in lines if r["stream"] == "cam0"] == list(range(8))
+
+
+def test_no_stream_that_opens_is_one_clear_error(demo_model):
+    _, onnx_path, _ = demo_model
+    result = run_app("--model", onnx_path, "--source", "/dev/video61", "--source", "/dev/video62", "--headless")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: none of the 2 streams could be opened: cam0: cannot open --source "
+                                    "/dev/video61") and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("content, words", [
+    ("a=x.avi\nb=\n", "line 2: 'b=' names a stream but gives no source"),
+    ("a=x.avi\na=y.avi\n", "stream name 'a' is given twice"),
+    ("# nothing\n\n", "lists no sources"),
+    ("cam\x01=x.avi\n", "line 1: the line holds control characters"),
+])
+def test_bad_sources_files_are_one_clear_line(tmp_path, demo_model, content, words):
+    _, onnx_path, _ = demo_model
+    listing = tmp_path / "sources.txt"
+    listing.write_text(content)
+    result = run_app("--model", onnx_path, "--sources", listing, "--headless")
+    assert result.returncode == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan"])
+def test_a_batch_timeout_that_is_not_positive_is_refused(demo_model, value):
+    _, onnx_path, _ = demo_model
+    result = run_app("--model", onnx_path, "--source", "0", "--batch-timeout", value, "--headless")
+    assert result.returncode == 2 and "--batch-timeout must be more than 0 ms" in result.stderr
+
+
+def test_stream_names_default_by_position_and_sources_files_may_name_them(tmp_path):
+    listing = tmp_path / "s.txt"
+    listing.write_text("gate=rtsp://10.0.0.5/s?a=b\nvideotestsrc ! video/x-raw,width=64\n")
+    specs = stream_specs(["0"], listing)
+    assert specs == [StreamSpec("cam0", "0"), StreamSpec("gate", "rtsp://10.0.0.5/s?a=b"),
+                     StreamSpec("cam2", "videotestsrc ! video/x-raw,width=64")]
+
+
+def test_streams_take_turns_when_the_model_is_the_bottleneck(tmp_path, images):
+    """Three image-folder streams (nothing dropped), two frames per call: over the run no stream gets ahead of
+    another by more than one round."""
+    from export.demo_model import demo_onnx
+
+    detector = load_detector(demo_onnx(verbose=False, dynamic_batch=True), max_batch=2)
+    folders = []
+    for i in range(3):
+        folder = tmp_path / f"f{i}"
+        folder.mkdir()
+        for j, image in enumerate(images[i * 8:(i + 1) * 8]):
+            (folder / f"{j:03d}.jpg").write_bytes(image.read_bytes())
+        folders.append(folder)
+    captures = [StreamCapture(StreamSpec(f"s{i}", str(f)), CsiOptions(), log=lambda _: None)
+                for i, f in enumerate(folders)]
+    served = []
+    stop = threading.Event()
+    scheduler = BatchScheduler(captures, detector.requests(1), 2, 0.05,
+                               lambda result: served.append([f.stream for f in result.tag]), stop)
+    for capture in captures:
+        assert capture.open()
+        capture.notify = scheduler.notify
+        capture.start()
+    scheduler.run()
+    for capture in captures:
+        capture.close()
+    assert sum(len(batch) for batch in served) == 24 and all(len(batch) == 2 for batch in served)
+    counts = {"s0": 0, "s1": 0, "s2": 0}
+    for batch in served:
+        for name in batch:
+            counts[name] += 1
+        assert max(counts.values()) - min(counts.values()) <= 2, served
+
+
+def test_the_schedule_says_what_it_does_when_streams_outnumber_the_batch(demo_model):
+    _, onnx_path, _ = demo_model
+    detector = load_detector(onnx_path)
+    plan = plan_schedule(detector, 3)
+    assert (plan.batch, plan.depth) == (1, 3)
+    assert "3 streams, 1 frame per call (the model's batch is 1): streams are served round-robin" in plan.reason
+    assert plan_schedule(detector, 3, batch=4).batch == 1  # the model's batch caps it, with a note
+    assert "exceeds the model's batch of 1" in plan_schedule(detector, 3, batch=4).reason
+
+
+def test_jetson_pipelines_decode_rtsp_in_hardware_and_open_several_csi_cameras():
+    hardware = rtsp_pipeline("rtsp://cam/s", hardware=True)
+    assert hardware.startswith("rtspsrc location=rtsp://cam/s latency=0 drop-on-latency=true ! rtph264depay ! "
+                               "h264parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! ")
+    spec = parse_source("rtsp://cam/s", gstreamer=True, jetson=True)
+    assert [a[0].split(" ")[1] for a in spec.attempts[:2]] == ["(NVDEC)", "rtspsrc"]
+    assert "nvv4l2decoder" not in parse_source("rtsp://cam/s", gstreamer=True, jetson=False).attempts[0][0]
+    two = [parse_source(f"csi://{i}", gstreamer=True).attempts[0][1][0] for i in (0, 1)]
+    assert two[0].startswith("nvarguscamerasrc sensor-id=0 ") and two[1].startswith("nvarguscamerasrc sensor-id=1 ")
