@@ -24,7 +24,8 @@ from runtimes.cli import run_cli
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, required=True, help=".onnx, OpenVINO .xml or TensorRT .engine")
+    p.add_argument("--model", required=True, help=".onnx, OpenVINO .xml, TensorRT .engine, or a URL a runtime opens "
+                                                  "(e.g. http://host:8000/model)")
     p.add_argument("--runtime", help="force a runtime (default: by file type)")
     p.add_argument("--voc-root", type=Path, help="folder holding VOCdevkit (default: the demo data set)")
     p.add_argument("--year", default="2007", help="VOC year (default: %(default)s)")
@@ -42,8 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from calibration.evaluation import evaluate_detector
     from calibration.synthetic import ensure_demo_dataset
-    from calibration.voc import VOCDataset, read_class_names
+    from calibration.voc import VOCDataset
+    from runtimes.class_names import read_class_names
     from runtimes.loader import load_detector
+    from runtimes.preprocess import leave_cores_to_runtime
 
     args = build_parser().parse_args(argv)
     root = args.voc_root or ensure_demo_dataset()
@@ -53,6 +56,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"skipped {line}")
     options = {} if args.score_threshold is None else {"score_threshold": args.score_threshold}
     detector = load_detector(args.model, args.runtime, **options)
+    if detector.shares_cpu:
+        leave_cores_to_runtime()  # OpenCV single-threaded beside a CPU runtime (process-wide)
     print(f"{args.model}: {detector.describe()}; {len(dataset)} images of {root} {args.year}/{args.split}")
     started = time.monotonic()
     result = evaluate_detector(detector, dataset, args.metric, args.limit)

@@ -2,7 +2,7 @@
 
 ``append_decoding`` turns a "raw" model (box-coder offsets + logits) into a "decoded" one (normalised
 corners + probabilities), the same maths as the host post-processor (torchvision's ``BoxCoder.decode_single``
-with the anchors from runtimes/anchors.py, clipped to the input). ``append_efficient_nms`` then adds
+as defined in runtimes/box_coder.py, clipped to the input). ``append_efficient_nms`` then adds
 TensorRT's EfficientNMS plugin so the engine returns final detections (the "nms" output format). The
 plugin picks its candidates by score over all classes rather than top-k per class, so on crowded images
 its result may differ from host NMS in the last, lowest-scoring detections.
@@ -10,7 +10,6 @@ its result may differ from host NMS in the last, lowest-scoring detections.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, List, Tuple
 
@@ -19,14 +18,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx_model import save_checked
-from runtimes.anchors import default_boxes
+from runtimes.box_coder import BBOX_XFORM_CLIP, BoxCoder
 from runtimes.errors import UserError
 from runtimes.metadata import DECODED_OUTPUTS, NMS_OUTPUTS, RAW_OUTPUTS, ModelMetadata
 
 NMS_OP = "EfficientNMS_TRT"
 NMS_INPUTS = ("nms_input_boxes", "nms_input_scores")  # (B, N, 4) corners in input pixels, (B, N, C)
 NMS_NODE_PREFIX = "nms"  # names of the nodes append_efficient_nms adds: "nms/..."
-BBOX_XFORM_CLIP = math.log(1000.0 / 16)  # torchvision's clamp on the log-size offsets
 
 
 class _Graph:
@@ -71,18 +69,16 @@ def _pixel_boxes(g: _Graph, model: onnx.ModelProto, meta: ModelMetadata) -> Tupl
     if meta.output_format != "raw" or meta.anchors is None:
         raise UserError(f"in-graph decoding needs a raw or decoded model, not '{meta.output_format}'")
     offsets, logits = RAW_OUTPUTS
-    anchors = default_boxes(meta.anchors, height, width)
-    anchor_wh = anchors[:, 2:] - anchors[:, :2]
-    anchor_ctr = anchors[:, :2] + np.float32(0.5) * anchor_wh
+    coder = BoxCoder.for_model(meta)  # the host post-processor's anchors, weights and clamp
     scores = g.op("Softmax", [logits], "scores", axis=-1)
-    rel = g.op("Div", [offsets, g.const("coder_weights", np.asarray(meta.box_coder_weights, np.float32))], "rel")
+    rel = g.op("Div", [offsets, g.const("coder_weights", coder.weights)], "rel")
     axes, two, four, zero = (g.const(n, np.array([v], np.int64)) for n, v in
                              (("axis", 2), ("two", 2), ("four", 4), ("zero", 0)))
     d_ctr = g.op("Slice", [rel, zero, two, axes], "d_ctr")
     d_size = g.op("Min", [g.op("Slice", [rel, two, four, axes], "d_size"),
                           g.const("xform_clip", np.array(BBOX_XFORM_CLIP, np.float32))], "d_size_clipped")
-    wh = g.const("anchor_wh", anchor_wh.astype(np.float32))
-    ctr = g.op("Add", [g.op("Mul", [d_ctr, wh], "ctr_shift"), g.const("anchor_ctr", anchor_ctr)], "ctr")
+    wh = g.const("anchor_wh", coder.anchor_wh)
+    ctr = g.op("Add", [g.op("Mul", [d_ctr, wh], "ctr_shift"), g.const("anchor_ctr", coder.anchor_ctr)], "ctr")
     size = g.op("Mul", [g.op("Exp", [d_size], "exp"), wh], "size")
     half = g.op("Mul", [size, g.const("half", np.array(0.5, np.float32))], "half")
     corners = g.op("Concat", [g.op("Sub", [ctr, half], "top_left"), g.op("Add", [ctr, half], "bottom_right")],

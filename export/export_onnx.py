@@ -26,6 +26,7 @@ from typing import List, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.pop(1)
 
+from runtimes.class_names import read_class_names
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
 from runtimes.metadata import (
@@ -38,20 +39,12 @@ from runtimes.metadata import (
     ModelMetadata,
 )
 
-BACKGROUND_NAMES = ("background", "__background__", "bg")
-
 
 def class_names_for(num_classes: Optional[int], classes_file: Optional[Path]) -> List[str]:
-    """Class names without the background: from ``classes_file`` (one per line; a leading BACKGROUND line
-    is dropped), else VOC's 20 when ``num_classes`` is 21."""
+    """Class names without the background: from ``classes_file`` (runtimes/class_names.py), else VOC's 20
+    when ``num_classes`` is 21."""
     if classes_file is not None:
-        if not Path(classes_file).is_file():
-            raise UserError(f"{classes_file}: no such classes file (one class name per line)")
-        names = [n.strip() for n in Path(classes_file).read_text().splitlines() if n.strip()]
-        if names and names[0].lower() in BACKGROUND_NAMES:
-            names = names[1:]
-        if not names:
-            raise UserError(f"{classes_file}: the classes file lists no classes")
+        names = read_class_names(classes_file)
         if num_classes is not None and len(names) + 1 != num_classes:
             raise UserError(f"{classes_file}: lists {len(names)} classes, but the model has {num_classes} "
                             f"outputs ({num_classes - 1} classes + background); fix the file or --num-classes")

@@ -4,10 +4,10 @@ The graph gets the toolkit's in-graph decoding and softmax (the very ONNX nodes 
 export/efficient_nms.py) followed by OpenVINO's ``MulticlassNms``, which runs torchvision's algorithm: per
 class, the scores above ``score_threshold``, the best ``topk_candidates`` of them, greedy NMS (suppress IoU
 above ``iou_threshold``). The host post-processor then keeps the best ``max_detections`` of the survivors.
-Why: on this project's 2-core x86 VM, host NMS at the model's own thresholds (score > 0.001, 300
-detections) cost ~2 ms per SSDLite320 frame, MulticlassNms 0.4-0.8 ms, with the same detections. With
-untrained (near-uniform) scores it is the other way round: every class fills its top-k and the host's
-best-first window stops earlier (SSD300 with random weights; figures in docs/benchmark/openvino_latency.md).
+Why: at the model's own thresholds (score > 0.001, 300 detections) MulticlassNms costs a fraction of host
+NMS per SSDLite320 frame, with the same detections; with untrained (near-uniform) scores it is the other way
+round: every class fills its top-k and the host's best-first window stops earlier (figures in
+docs/benchmark/openvino_latency.md).
 
 Why the host makes the final cut: OpenVINO orders near-equal scores of different classes loosely (1e-5
 apart, seen on real frames), so its own ``keep_top_k`` sometimes kept a lower-scoring box in place of the

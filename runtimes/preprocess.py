@@ -23,9 +23,8 @@ class Preprocessor:
     resized BGR pixels for a graph that reorders channels and normalises itself.
 
     The resize runs on float pixels, as torchvision's transform does when the model is trained: resizing
-    the uint8 frame instead rounds every pixel to a grey level, and that alone moved 6 of 248 confident
-    demo-model boxes below IoU 0.99 against PyTorch (none with the float resize). It costs about 1.5 ms
-    more per 1080p frame on this 2-core x86 machine.
+    the uint8 frame instead rounds every pixel to a grey level, which moves confident boxes against PyTorch
+    (docs/benchmark/openvino_latency.md, "Host-side choices", has the counts and the cost).
     """
 
     def __init__(self, meta: ModelMetadata, spec: Optional[InputSpec] = None) -> None:
@@ -62,8 +61,8 @@ class Preprocessor:
 
 def leave_cores_to_runtime() -> None:
     """Run OpenCV single-threaded, process-wide: when the inference runtime uses the same CPU cores
-    (OpenVINO, ONNX Runtime: ``Detector.shares_cpu``), OpenCV's worker threads for a 1-2 ms resize compete
-    with the runtime's threads (docs/benchmark/openvino_latency.md has the figures). The apps call it;
+    (OpenVINO, ONNX Runtime: ``Detector.shares_cpu``), OpenCV's worker threads for the resize compete with
+    the runtime's threads (docs/benchmark/openvino_latency.md, "Host-side choices"). The apps call it;
     constructing a detector does not."""
     cv2.setNumThreads(1)
 
