@@ -228,3 +228,11 @@ def ensure_demo_dataset(root: Path | None = None, seed: int = DEFAULT_SEED, verb
         print(f"Generating the demo data set (seed {seed}, {sum(DEFAULT_SPLITS.values())} images) in {root} ...",
               flush=True)
     return generate(root, seed, DEFAULT_SPLITS, progress=verbose)
+
+
+# Public names of the drawing helpers, for calibration.synthetic_tracks (videos of the same shapes on the
+# same backgrounds, so the demo model knows them); the data set above does not depend on these names.
+draw_background = _background
+shape_polygon = _shape_polygon
+draw_object = _draw_object
+contrasting_colour = _contrasting_colour

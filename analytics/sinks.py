@@ -1,0 +1,299 @@
+"""Where events go: a JSON-lines file, a webhook (HTTP POST), an MQTT broker.
+
+Every sink has its own thread and a bounded queue: :meth:`Sink.submit` never blocks (the pipeline's output
+thread calls it), so a slow or dead endpoint costs the caller one ``put_nowait``. An event a sink could
+not deliver (queue full, retries exhausted, still pending at close) is counted in ``failed`` and handed to
+``on_undelivered``, which :class:`analytics.pipeline.Analytics` points at the events file: nothing is lost
+without a trace there. Delivery is at least once (a retry after a lost reply may repeat an event; events
+carry a per-stream ``seq`` to drop repeats).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from runtimes.errors import UserError
+
+Undelivered = Callable[[str, str, Dict[str, Any]], None]  # (sink name, reason, event)
+_STOP = object()
+
+
+class Sink:
+    """Base: a thread that takes events from a bounded queue and calls :meth:`_deliver` on each."""
+
+    def __init__(self, name: str, queue_size: int = 1000, on_undelivered: Optional[Undelivered] = None) -> None:
+        self.name = name
+        self.on_undelivered = on_undelivered
+        self.sent = 0
+        self.failed = 0
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=max(1, queue_size))
+        self._lock = threading.Lock()
+        self._give_up = threading.Event()  # set when close's time is up: stop retrying
+        self._current: Optional[Dict[str, Any]] = None  # the event being delivered
+        self._abandoned = False  # close gave up on the thread: what it does later is not counted
+        self._thread = threading.Thread(target=self._run, name=f"sink {name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, event: Dict[str, Any]) -> None:
+        """Queue one event (a JSON-ready dict) without blocking; a full queue fails it at once."""
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._fail(event, "queue full")
+
+    def stats(self) -> Dict[str, int]:
+        with self._lock:
+            return {"sent": self.sent, "failed": self.failed, "queued": self._queue.qsize()}
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Deliver what is queued for up to ``timeout_s``, then fail the rest; stop the thread."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._queue.put(_STOP, timeout=0.05)
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    self._give_up.set()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            self._give_up.set()
+            self._thread.join(1.0)
+        if self._thread.is_alive():  # stuck in a call to the endpoint: count its event now, ignore it later
+            with self._lock:
+                self._abandoned = True
+                stuck, self._current = self._current, None
+            if stuck is not None:
+                self._fail(stuck, "still being delivered at close")
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                self._fail(item, "not delivered before close")
+        self._finish(max(0.0, deadline - time.monotonic()))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if self._give_up.is_set():
+                self._fail(item, "not delivered before close")
+                continue
+            with self._lock:
+                self._current = item
+            try:
+                self._deliver(item)
+            except Exception as exc:  # an endpoint's failure is counted, never raised into the pipeline
+                if not self._abandoned:
+                    self._fail(item, f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                self._current = None
+
+    def _delivered(self, count: int = 1) -> None:
+        with self._lock:
+            if not self._abandoned:
+                self.sent += count
+
+    def _fail(self, event: Dict[str, Any], reason: str) -> None:
+        with self._lock:
+            self.failed += 1
+        if self.on_undelivered is not None:
+            self.on_undelivered(self.name, reason, event)
+
+    def _deliver(self, event: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _finish(self, timeout_s: float) -> None:
+        """After the queue is drained: release what the sink holds."""
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep for a back-off; False when close gave up meanwhile."""
+        return not self._give_up.wait(seconds)
+
+
+class JsonLinesSink(Sink):
+    """Every event as one JSON line, written to ``.<name>.tmp`` beside ``path`` and renamed into place at close.
+
+    Events other sinks could not deliver are written too, as ``{"type": "undelivered", "sink", "reason",
+    "event"}`` lines (see :meth:`record_undelivered`).
+    """
+
+    def __init__(self, path: "str | Path", queue_size: int = 10000) -> None:
+        from runtimes.atomic import check_output_dir
+
+        self.path = Path(path)
+        check_output_dir(self.path)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._file = open(self._tmp, "w", encoding="utf-8")
+        super().__init__(f"file {self.path}", queue_size)
+
+    def record_undelivered(self, sink: str, reason: str, event: Dict[str, Any]) -> None:
+        self.submit({"type": "undelivered", "sink": sink, "reason": reason, "event": event})
+
+    def _deliver(self, event: Dict[str, Any]) -> None:
+        self._file.write(json.dumps(event) + "\n")
+        if self._queue.empty():
+            self._file.flush()  # readers tailing the temporary file see whole lines, without a flush per event
+        self._delivered()
+
+    def _finish(self, timeout_s: float) -> None:
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+
+class WebhookSink(Sink):
+    """One HTTP POST per event (``Content-Type: application/json``) to an http(s) URL.
+
+    A refused connection, a timeout, a 5xx, 408 or 429 answer is retried up to ``retries`` times, waiting
+    ``backoff_s`` and then twice as long each time up to ``max_backoff_s``; any other 4xx fails the event
+    at once (retrying cannot fix it). With the defaults an outage of about 40 s loses nothing.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0, retries: int = 8, backoff_s: float = 0.5,
+                 max_backoff_s: float = 8.0, queue_size: int = 1000,
+                 on_undelivered: Optional[Undelivered] = None) -> None:
+        check_webhook_url(url)
+        self.url, self.timeout_s, self.retries = url, timeout_s, retries
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        super().__init__(f"webhook {url}", queue_size, on_undelivered)
+
+    def _deliver(self, event: Dict[str, Any]) -> None:
+        import urllib.error
+        import urllib.request
+
+        body = json.dumps(event).encode("utf-8")
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(self.url, data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
+                    reply.read()
+                self._delivered()
+                return
+            except urllib.error.HTTPError as exc:
+                if 400 <= exc.code < 500 and exc.code not in (408, 429):
+                    raise RuntimeError(f"HTTP {exc.code} {exc.reason} (not retried)") from None
+                error: Exception = exc
+            except (OSError, ValueError) as exc:  # refused, reset, timed out, DNS
+                error = exc
+            if attempt == self.retries or not self._wait(delay):
+                raise RuntimeError(f"{error} (after {attempt + 1} attempts)") from None
+            delay = min(delay * 2, self.max_backoff_s)
+
+
+def check_webhook_url(url: str) -> None:
+    """UserError unless ``url`` is an http:// or https:// URL with a host."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--webhook {url}: not an http:// or https:// URL; give one like http://127.0.0.1:8080/events")
+
+
+def parse_mqtt_address(text: str) -> Tuple[str, int, str]:
+    """``HOST[:PORT][/TOPIC]`` -> (host, port, topic); port 1883 and topic "ssd-edge" unless given."""
+    where = f"--mqtt {text}"
+    address, _, topic = text.partition("/")
+    topic = topic.strip("/") or "ssd-edge"
+    host, _, port_text = address.rpartition(":") if ":" in address else (address, "", "1883")
+    if not host:
+        raise UserError(f"{where}: no broker host; give HOST:PORT/TOPIC, e.g. 127.0.0.1:1883/cameras")
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise UserError(f"{where}: port {port_text!r} is not a number in 1..65535; give HOST:PORT/TOPIC")
+    if "+" in topic or "#" in topic:
+        raise UserError(f"{where}: a topic to publish to cannot contain the wildcards + or #")
+    return host, port, topic
+
+
+class MqttSink(Sink):
+    """Each event published with QoS 1 to ``<topic>/<stream>`` (paho-mqtt; connected when made).
+
+    paho keeps unacknowledged messages and sends them again after it reconnects (1 s to 30 s back-off), so
+    a broker that restarts gets what was published meanwhile; an event counts as sent on the broker's
+    PUBACK. At most ``queue_size`` events wait in paho's queue beyond this sink's own.
+    """
+
+    def __init__(self, host: str, port: int, topic: str, *, connect_timeout_s: float = 5.0, keepalive_s: int = 30,
+                 queue_size: int = 1000, client_id: str = "", on_undelivered: Optional[Undelivered] = None) -> None:
+        import socket
+
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise UserError("--mqtt needs paho-mqtt: pip install paho-mqtt, or apt install python3-paho-mqtt"
+                            ) from None
+        self.topic = topic
+        self._pending: Dict[int, Dict[str, Any]] = {}
+        self._acked_early: set = set()
+        self._pending_lock = threading.Lock()
+        self._no_pending = threading.Event()
+        self._no_pending.set()
+        if hasattr(mqtt, "CallbackAPIVersion"):  # paho-mqtt 2.x
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        else:  # paho-mqtt 1.x (Debian 12 / Ubuntu 20.04's python3-paho-mqtt)
+            client = mqtt.Client(client_id=client_id)
+        client.max_queued_messages_set(queue_size)
+        client.max_inflight_messages_set(100)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_publish = self._on_publish
+        previous = socket.getdefaulttimeout()
+        try:
+            socket.setdefaulttimeout(connect_timeout_s)
+            client.connect(host, port, keepalive=keepalive_s)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--mqtt {host}:{port}: cannot connect to the MQTT broker ({exc}); start the broker "
+                            "or fix HOST:PORT") from None
+        finally:
+            socket.setdefaulttimeout(previous)
+        self._client = client
+        client.loop_start()
+        super().__init__(f"mqtt {host}:{port}/{topic}", queue_size, on_undelivered)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, *rest: Any) -> None:
+        # Called on paho's network thread; never call into paho from here (it holds its own locks).
+        with self._pending_lock:
+            if self._pending.pop(mid, None) is None:
+                self._acked_early.add(mid)
+                return
+            if not self._pending:
+                self._no_pending.set()
+        self._delivered()
+
+    def _deliver(self, event: Dict[str, Any]) -> None:
+        info = self._client.publish(f"{self.topic}/{event.get('stream', 'default')}", json.dumps(event), qos=1)
+        if info.rc not in (0, 4):  # 0 sent, 4 (MQTT_ERR_NO_CONN) kept by paho for after the reconnect
+            raise RuntimeError(f"paho-mqtt refused the message (rc {info.rc})")
+        with self._pending_lock:
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
+                acked = True
+            else:
+                self._pending[info.mid] = event
+                self._no_pending.clear()
+                acked = False
+        if acked:
+            self._delivered()
+
+    def _finish(self, timeout_s: float) -> None:
+        self._no_pending.wait(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()
+        with self._pending_lock:
+            left: List[Dict[str, Any]] = list(self._pending.values())
+            self._pending.clear()
+        for event in left:
+            self._fail(event, "no PUBACK from the broker before close")
