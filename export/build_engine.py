@@ -157,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "Runtime (any version); auto: implicit where it exists (default: %(default)s)")
     trt.add_argument("--calib-algorithm", choices=ALGORITHMS, default="entropy",
                      help="implicit route's calibrator (default: %(default)s)")
-    trt.add_argument("--calib-batch", type=int, default=8, help="implicit route's batch (default: %(default)s)")
+    trt.add_argument("--calib-batch", type=int, default=8,
+                     help="implicit route's images per calibration batch for a dynamic-batch network (its "
+                          "calibration profile); a static-batch network calibrates at its own batch "
+                          "(default: %(default)s)")
     trt.add_argument("--calib-cache", type=Path, help="implicit route's cache (default: OUTPUT/NAME.calib.cache)")
     trt.add_argument("--qdq-method", choices=METHODS, default="minmax",
                      help="explicit route's range estimator (default: %(default)s)")
@@ -267,12 +270,20 @@ def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precisi
     import shlex
 
     from export.onnx_model import require_metadata
-    from export.tensorrt_build import TensorRTOptions, build_engine, has_qdq, parse_batch, plan_build, trtexec_command
+    from export.tensorrt_build import (
+        TensorRTOptions,
+        build_engine,
+        has_qdq,
+        parse_batch,
+        plan_build,
+        timing_cache_name,
+        trtexec_command,
+    )
     from runtimes.hashing import sha256_file
-    from runtimes.tensorrt_support import Capabilities, import_cuda, parse_version, require_tensorrt
+    from runtimes.tensorrt_support import Capabilities, GPUIdentity, import_cuda, parse_version, require_tensorrt
 
     version = require_tensorrt()
-    import_cuda()
+    gpu = GPUIdentity.of_device(import_cuda(), 0)
     if has_qdq(meta) and precision != "int8":
         print(f"{source.onnx} is a Q/DQ model: building INT8")
         precision = "int8"
@@ -293,9 +304,8 @@ def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precisi
         onnx_path = _with_nms(onnx_path, output_dir)
     build_meta = require_metadata(onnx_path)
     out = output_dir / output_name(source.stem, precision, args.nms, ".engine")
-    timing = args.timing_cache or output_dir / f"timing-{version}.cache"
+    timing = args.timing_cache or output_dir / timing_cache_name(version, gpu)
     calib_cache = args.calib_cache or output_dir / f"{source.stem}.calib.cache"
-    print("trtexec equivalent: " + trtexec_command(onnx_path, out, meta, options, plan, timing))
     rebuild = "python export/build_engine.py " + shlex.join(args.argv)
     record = {"source": source.description, "source_onnx_sha256": sha256_file(source.onnx), "command": args.argv}
     if calibration is not None:
@@ -303,6 +313,8 @@ def _build_tensorrt(args: argparse.Namespace, source: ModelSource, meta, precisi
     result = build_engine(onnx_path, build_meta, out, options, plan, calibration=calibration, calib_cache=calib_cache,
                           timing_cache=timing, rebuild_command=rebuild, record=record)
     print(f"built TensorRT {precision.upper()} engine in {result.seconds:.1f} s: {out} (+ {out.name}.json)")
+    print("trtexec equivalent: " + trtexec_command(onnx_path, out, meta, options, plan, timing, result.profile,
+                                                   result.calib_table))
     return 0
 
 

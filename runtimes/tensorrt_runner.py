@@ -1,23 +1,41 @@
-"""TensorRT through pycuda: page-locked host buffers, device buffers, one CUDA stream, asynchronous copies.
+"""TensorRT through pycuda: page-locked host buffers, device buffers, CUDA streams, asynchronous copies.
 
-The detector owns the GPU's primary context and pushes it around every call, so it may be created on one
-thread and used from another (the camera app's inference thread) without leaking a context; ``close``
-frees the buffers and releases the context. Both TensorRT APIs are driven: binding indices with
-``execute_async_v2`` on 8.x (JetPack 5) and named tensors with ``execute_async_v3`` on 10+ (JetPack 6).
+The named-tensor API (``num_io_tensors``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``)
+drives every supported version: 8.5 (JetPack 5) already has it, and its binding-index API is deprecated.
+Buffers are sized from the engine's profile (``get_tensor_profile_shape(name, 0)``'s max, as NVIDIA's
+``common_runtime.py`` does), so ``max_batch`` is the profile's maximum unless a smaller one is asked for.
+
+The GPU's primary context is retained once for the process (:func:`runtimes.tensorrt_support.primary_context`)
+and pushed around every use, on whichever thread: the detector may be created on one thread, used on
+another (the camera app's inference thread) and closed on a third. Requests in flight
+(:class:`TensorRTRequests`) each get an execution context, a CUDA stream and a buffer set of their own.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from runtimes.detector import Detector
+from runtimes.detector import Detector, batch_capacity, pad_batch
 from runtimes.errors import UserError
+from runtimes.loader import Runtime
 from runtimes.metadata import INPUT_NAME
+from runtimes.requests import Requests
 from runtimes.tensorrt_engine_file import check_compatible, read_engine
-from runtimes.tensorrt_support import Capabilities, GPUIdentity, import_cuda, parse_version, require_tensorrt
+from runtimes.tensorrt_support import (
+    GPUIdentity,
+    free_pinned,
+    import_cuda,
+    init_plugins,
+    primary_context,
+    pushed,
+    require_tensorrt,
+    tensorrt_logger,
+)
 
 
 def _shape(dims: Any) -> Tuple[int, ...]:
@@ -28,11 +46,81 @@ def _shape(dims: Any) -> Tuple[int, ...]:
 @dataclass
 class _Buffer:
     name: str
-    index: int  # binding index (8.x API); position among the I/O tensors otherwise
-    is_input: bool
-    shape: Tuple[int, ...]  # allocated shape, batch axis first
+    shape: Tuple[int, ...]  # allocated shape (the profile's maximum), batch axis first
     host: np.ndarray  # page-locked
     device: Any  # pycuda DeviceAllocation
+
+
+class _Slot:
+    """One execution context with its own CUDA stream and input/output buffers: one network call in flight.
+    Every method runs with the CUDA context current."""
+
+    def __init__(self, engine: Any, cuda: Any, max_batch: int) -> None:
+        self.cuda = cuda
+        self.context = engine.create_execution_context()
+        if self.context is None:
+            raise UserError("TensorRT could not create an execution context (out of GPU memory?); close other "
+                            "detectors or lower max_batch")
+        self.stream = cuda.Stream()
+        self.outputs: List[_Buffer] = []
+        self.input: Optional[_Buffer] = None
+        try:
+            self._set_up(engine, max_batch)
+        except BaseException:
+            self.free()
+            raise
+
+    def _set_up(self, engine: Any, max_batch: int) -> None:
+        import tensorrt as trt
+
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.input = self._allocate(inputs[0], (max_batch,) + _shape(engine.get_tensor_shape(inputs[0]))[1:],
+                                    trt.nptype(engine.get_tensor_dtype(inputs[0])))
+        if not self.context.set_input_shape(self.input.name, self.input.shape):
+            raise UserError(f"TensorRT refused input shape {self.input.shape} (see its log above)")
+        self.batch = max_batch
+        for name in names:
+            if name not in inputs:  # output shapes resolved from the input shape just set
+                self.outputs.append(self._allocate(name, _shape(self.context.get_tensor_shape(name)),
+                                                   trt.nptype(engine.get_tensor_dtype(name))))
+
+    def _allocate(self, name: str, shape: Tuple[int, ...], dtype: Any) -> _Buffer:
+        if any(d < 0 for d in shape):
+            raise UserError(f"tensor '{name}' has an unresolved dynamic shape {shape}; rebuild the engine from an "
+                            "exported ONNX")
+        host = self.cuda.pagelocked_empty(shape, dtype)
+        buffer = _Buffer(name, shape, host, self.cuda.mem_alloc(max(host.nbytes, 1)))
+        self.context.set_tensor_address(name, int(buffer.device))
+        return buffer
+
+    def enqueue(self, batch: np.ndarray) -> None:
+        """Copy ``batch`` (B <= allocated) in and queue the network call and the output copies on the stream."""
+        source = self.input
+        assert source is not None
+        count = batch.shape[0]
+        np.copyto(source.host[:count], batch, casting="same_kind")
+        if count != self.batch:  # partial batches: a dynamic batch axis takes the call's size
+            if not self.context.set_input_shape(source.name, (count,) + source.shape[1:]):
+                raise RuntimeError(f"TensorRT refused a batch of {count} (see its log above)")
+            self.batch = count
+        self.cuda.memcpy_htod_async(source.device, source.host[:count], self.stream)
+        if not self.context.execute_async_v3(self.stream.handle):
+            raise RuntimeError("TensorRT execution failed (see the TensorRT log above)")
+        for buffer in self.outputs:
+            self.cuda.memcpy_dtoh_async(buffer.host[:count], buffer.device, self.stream)
+
+    def results(self, count: int) -> Dict[str, np.ndarray]:
+        """The first ``count`` images' outputs, copied (the buffers serve the next call); after the stream
+        finished."""
+        return {b.name: b.host[:count].copy() for b in self.outputs}
+
+    def free(self) -> None:
+        for buffer in ([self.input] if self.input is not None else []) + self.outputs:
+            buffer.device.free()
+            free_pinned(buffer.host)
+        self.input, self.outputs = None, []
+        self.context = self.stream = None  # the execution context goes before the engine
 
 
 class TensorRTDetector(Detector):
@@ -41,13 +129,13 @@ class TensorRTDetector(Detector):
     Args:
         path: the engine; its record ``PATH.json`` must sit beside it.
         device: CUDA device index (default 0).
-        max_batch: images per :meth:`infer` call the buffers are sized for (default 1; at most the engine
-            profile's maximum).
+        max_batch: images per :meth:`infer` call (default: the engine profile's maximum for a dynamic
+            batch, else the static batch); within the profile's range.
     """
 
     backend = "tensorrt"
 
-    def __init__(self, path: str, *, device: int = 0, max_batch: int = 1, **thresholds: Any) -> None:
+    def __init__(self, path: str, *, device: int = 0, max_batch: Optional[int] = None, **thresholds: Any) -> None:
         require_tensorrt()
         import tensorrt as trt
 
@@ -57,144 +145,188 @@ class TensorRTDetector(Detector):
         check_compatible(record, trt.__version__, gpu, path)
         super().__init__(record.metadata, path, **thresholds)
         self.record, self.gpu, self._cuda = record, gpu, cuda
-        self._api = Capabilities(parse_version(trt.__version__)).tensor_api
-        self._context_owner = cuda.Device(device).retain_primary_context()
-        self._context_owner.push()
-        try:
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
-            engine = self._runtime.deserialize_cuda_engine(plan)
-            if engine is None:
-                raise UserError(f"{path}: TensorRT could not deserialize the engine (see its log above); "
-                                f"rebuild it: {record.rebuild_command}")
-            self._engine: trt.ICudaEngine = engine
-            self._context: trt.IExecutionContext = engine.create_execution_context()
-            self._stream = cuda.Stream()
-            self._buffers = self._allocate(int(max_batch))
-        except BaseException:
-            self._release()
-            raise
-        finally:
-            cuda.Context.pop()
+        self._context_owner = primary_context(cuda, device)
+        self._slots: List[_Slot] = []
+        self._requests: List["TensorRTRequests"] = []
+        self._lock = threading.Lock()  # one synchronous call at a time on the shared slot
+        with pushed(cuda, self._context_owner):
+            try:
+                init_plugins(trt)  # an engine holding EfficientNMS_TRT needs the registry filled
+                self._runtime = trt.Runtime(tensorrt_logger(trt))
+                engine = self._runtime.deserialize_cuda_engine(plan)
+                if engine is None:
+                    raise UserError(f"{path}: TensorRT could not deserialize the engine (see its log above); "
+                                    f"rebuild it: {record.rebuild_command}")
+                self._engine: Any = engine
+                self._min_batch, self.max_batch = self._batch_range(max_batch)
+                self._slots.append(_Slot(engine, cuda, self.max_batch))
+            except BaseException:
+                self._release()
+                raise
 
     @property
     def device(self) -> str:
         return f"GPU {self.gpu.name}"
 
-    # -- set-up ---------------------------------------------------------------------------------------
-
-    def _io(self) -> List[Tuple[str, int, bool, Any, Tuple[int, ...]]]:
-        """(name, index, is_input, numpy dtype, engine shape with -1 for dynamic axes) of every I/O tensor."""
+    def _batch_range(self, requested: Optional[int]) -> Tuple[int, int]:
+        """(smallest, largest) batch one call may have: the profile's range for a dynamic batch axis."""
         import tensorrt as trt
 
         engine = self._engine
-        if self._api == "tensors":
-            out: List[Tuple[str, int, bool, Any, Tuple[int, ...]]] = []
-            for i in range(engine.num_io_tensors):
-                name = engine.get_tensor_name(i)
-                out.append((name, i, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-                            trt.nptype(engine.get_tensor_dtype(name)), _shape(engine.get_tensor_shape(name))))
-            return out
-        # TensorRT 8.x binding API: these methods are gone from TensorRT 10, so the 10.x stubs lack them.
-        return [(engine.get_binding_name(i), i, engine.binding_is_input(i),  # type: ignore[attr-defined]  # 8.x API
-                 trt.nptype(engine.get_binding_dtype(i)),  # type: ignore[attr-defined]  # 8.x API
-                 _shape(engine.get_binding_shape(i)))  # type: ignore[attr-defined]  # 8.x API
-                for i in range(engine.num_bindings)]  # type: ignore[attr-defined]  # 8.x API
-
-    def _set_input_shape(self, buffer: _Buffer, shape: Tuple[int, ...]) -> None:
-        if self._api == "tensors":
-            self._context.set_input_shape(buffer.name, shape)
-        else:
-            self._context.set_binding_shape(buffer.index, shape)  # type: ignore[attr-defined]  # 8.x API
-
-    def _output_shape(self, buffer: _Buffer) -> Tuple[int, ...]:
-        if self._api == "tensors":
-            return _shape(self._context.get_tensor_shape(buffer.name))
-        return _shape(self._context.get_binding_shape(buffer.index))  # type: ignore[attr-defined]  # 8.x API
-
-    def _allocate(self, max_batch: int) -> List[_Buffer]:
-        io = self._io()
-        inputs = [entry for entry in io if entry[2]]
-        if len(inputs) != 1 or inputs[0][0] != INPUT_NAME:
-            raise UserError(f"{self.path}: expected one input named '{INPUT_NAME}', found "
-                            f"{[entry[0] for entry in inputs]}; rebuild it from an exported ONNX")
-        input_shape = inputs[0][4]
-        if input_shape[0] != -1 and max_batch != input_shape[0]:
-            raise UserError(f"{self.path}: this engine has a static batch of {input_shape[0]}; rebuild with "
-                            f"--batch 1,{max_batch},{max_batch} for batch {max_batch}")
-        buffers: List[_Buffer] = []
-        for name, index, is_input, dtype, shape in sorted(io, key=lambda entry: not entry[2]):
-            if is_input:
-                shape = (max_batch,) + tuple(shape[1:])
-                buffer = _Buffer(name, index, True, shape, self._cuda.pagelocked_empty(shape, dtype),
-                                 self._cuda.mem_alloc(int(np.prod(shape)) * np.dtype(dtype).itemsize))
-                self._set_input_shape(buffer, shape)
-            else:
-                placeholder = _Buffer(name, index, False, (), np.empty(0, dtype), None)
-                shape = self._output_shape(placeholder)  # resolved from the input shape just set
-                buffer = _Buffer(name, index, False, shape, self._cuda.pagelocked_empty(shape, dtype),
-                                 self._cuda.mem_alloc(int(np.prod(shape)) * np.dtype(dtype).itemsize))
-            buffers.append(buffer)
-            if self._api == "tensors":
-                self._context.set_tensor_address(name, int(buffer.device))
-        return buffers
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if inputs != [INPUT_NAME]:
+            raise UserError(f"{self.path}: expected one input named '{INPUT_NAME}', found {inputs}; rebuild it "
+                            "from an exported ONNX")
+        static = _shape(engine.get_tensor_shape(INPUT_NAME))[0]
+        if static != -1:
+            return static, batch_capacity(static, requested, self.path)
+        low, opt, high = (_shape(s)[0] for s in engine.get_tensor_profile_shape(INPUT_NAME, 0))
+        if requested is None:
+            return low, high
+        wanted = int(requested)
+        if not low <= wanted <= high:
+            new_low, new_high = min(low, wanted), max(high, wanted)
+            raise UserError(f"{self.path}: max_batch={requested} is outside the engine's batch profile {low}..{high} "
+                            f"(MIN,OPT,MAX {low},{opt},{high}); pass a max_batch in it, or rebuild with --batch "
+                            f"{new_low},{min(max(opt, new_low), new_high)},{new_high}")
+        return low, wanted
 
     # -- running --------------------------------------------------------------------------------------
 
-    def infer(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
-        """(B, 3, H, W) float32 -> outputs by name, each (B, ...); B at most ``max_batch``."""
-        cuda = self._cuda
-        source = self._buffers[0]
+    def _padded(self, batch: np.ndarray) -> np.ndarray:
         count = batch.shape[0]
-        if count > source.shape[0]:
-            raise UserError(f"batch of {count} images, but the buffers hold {source.shape[0]}: "
-                            f"pass max_batch={count} when loading the engine")
-        self._context_owner.push()
-        try:
-            view = source.host[:count]
-            np.copyto(view, batch, casting="same_kind")
-            if count != source.shape[0]:
-                self._set_input_shape(source, (count,) + source.shape[1:])
-            cuda.memcpy_htod_async(source.device, source.host, self._stream)
-            if self._api == "tensors":
-                ok = self._context.execute_async_v3(self._stream.handle)
-            else:
-                bindings = [0] * len(self._buffers)
-                for buffer in self._buffers:
-                    bindings[buffer.index] = int(buffer.device)
-                ok = self._context.execute_async_v2(  # type: ignore[attr-defined]  # 8.x API
-                    bindings=bindings, stream_handle=self._stream.handle)
-            for buffer in self._buffers[1:]:
-                cuda.memcpy_dtoh_async(buffer.host, buffer.device, self._stream)
-            self._stream.synchronize()
-            if count != source.shape[0]:
-                self._set_input_shape(source, source.shape)
-        finally:
-            cuda.Context.pop()
-        if not ok:
-            raise RuntimeError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
-        return {b.name: b.host[:count].copy() for b in self._buffers[1:]}
+        if not 1 <= count <= self.max_batch:
+            raise UserError(f"batch of {count} images, but this engine takes 1 to {self.max_batch} per call "
+                            f"(max_batch={self.max_batch})")
+        return pad_batch(batch, self._min_batch)  # below the profile's minimum: padded, extra rows ignored
+
+    def infer(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """(B, 3, H, W) float32, B <= ``max_batch`` -> outputs by name, each (B, ...)."""
+        count = batch.shape[0]
+        padded = self._padded(batch)
+        with self._lock, pushed(self._cuda, self._context_owner):
+            if not self._slots:
+                raise RuntimeError(f"{self.path}: the detector is closed")
+            slot = self._slots[0]
+            slot.enqueue(padded)
+            slot.stream.synchronize()
+            return slot.results(count)
+
+    def requests(self, depth: int = 1) -> Requests:
+        """``depth`` requests in flight, each with its own execution context, stream and buffers."""
+        requests = TensorRTRequests(self, depth)
+        self._requests.append(requests)
+        return requests
+
+    def _new_slot(self) -> _Slot:
+        with pushed(self._cuda, self._context_owner):
+            return _Slot(self._engine, self._cuda, self.max_batch)
 
     # -- teardown -------------------------------------------------------------------------------------
 
     def _release(self) -> None:
-        for buffer in getattr(self, "_buffers", []):
-            if buffer.device is not None:
-                buffer.device.free()
-        self._buffers = []
-        # Execution context before engine before runtime: TensorRT's required destruction order.
-        for name in ("_context", "_engine", "_runtime", "_stream"):
+        """Free buffers, execution contexts, engine, runtime; with the CUDA context current."""
+        for slot in self._slots:
+            slot.free()
+        self._slots = []
+        # Execution contexts before the engine before the runtime: TensorRT's required destruction order.
+        for name in ("_engine", "_runtime"):
             if hasattr(self, name):
                 delattr(self, name)
 
     def close(self) -> None:
+        """Release the GPU resources; from any thread, more than once."""
+        for requests in list(getattr(self, "_requests", [])):
+            requests.close()
         owner: Optional[Any] = getattr(self, "_context_owner", None)
         if owner is None:
             return
-        owner.push()
-        try:
+        with self._lock, pushed(self._cuda, owner):
             self._release()
-        finally:
-            self._cuda.Context.pop()
-            owner.detach()
-            self._context_owner = None
+        self._context_owner = None
+
+
+class TensorRTRequests(Requests):
+    """Up to ``depth`` network calls in flight, each on its own execution context, CUDA stream and buffer set.
+
+    ``submit`` (the caller's thread) copies the prepared batch into a free slot's pinned buffer and queues the
+    copies and the network call on that slot's stream; the slot's worker thread then waits for its stream
+    (``synchronize`` blocks in the driver without holding the GIL) and post-processes, so results complete in
+    any order and come out in submission order through the base class.
+    """
+
+    def __init__(self, detector: TensorRTDetector, depth: int) -> None:
+        super().__init__(detector, depth)
+        self.trt_detector = detector
+        self._idle: "queue.Queue[_Slot]" = queue.Queue()
+        self._workers: List[Tuple[threading.Thread, "queue.Queue[Optional[Tuple[int, int, _Slot]]]"]] = []
+        self._slots: List[_Slot] = []  # slot i is waited for by worker i
+        self._done = False
+        try:
+            for index in range(self.depth):
+                slot = detector._new_slot()
+                self._slots.append(slot)
+                self._idle.put(slot)
+                jobs: "queue.Queue[Optional[Tuple[int, int, _Slot]]]" = queue.Queue()
+                worker = threading.Thread(target=self._work, args=(jobs,), daemon=True,
+                                          name=f"tensorrt-request-{index}")
+                worker.start()
+                self._workers.append((worker, jobs))
+        except BaseException:
+            self._shutdown()
+            raise
+
+    def _launch(self, seq: int, batch: np.ndarray) -> None:
+        detector = self.trt_detector
+        count = batch.shape[0]
+        padded = detector._padded(batch)
+        slot = self._idle.get()  # one is free: the base class lets at most ``depth`` requests run
+        try:
+            with pushed(detector._cuda, detector._context_owner):
+                slot.enqueue(padded)
+        except BaseException:
+            self._idle.put(slot)
+            raise
+        self._workers[self._slots.index(slot)][1].put((seq, count, slot))
+
+    def _work(self, jobs: "queue.Queue[Optional[Tuple[int, int, _Slot]]]") -> None:
+        detector = self.trt_detector
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            seq, count, slot = job
+            try:
+                with pushed(detector._cuda, detector._context_owner):
+                    slot.stream.synchronize()
+                    outputs = slot.results(count)
+            except BaseException as exc:  # reaches the caller through results()/close()
+                self._idle.put(slot)
+                self._fail(seq, exc)
+                continue
+            self._idle.put(slot)
+            self._finish(seq, outputs)
+
+    def _shutdown(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        for worker, jobs in self._workers:
+            jobs.put(None)
+            worker.join()
+        detector = self.trt_detector
+        if self._slots and detector._context_owner is not None:
+            with pushed(detector._cuda, detector._context_owner):
+                for slot in self._slots:
+                    slot.free()
+        self._slots = []
+        if self in detector._requests:
+            detector._requests.remove(self)
+
+
+def _factory(location: str, **options: Any) -> TensorRTDetector:
+    return TensorRTDetector(location, **options)
+
+
+RUNTIME = Runtime("tensorrt", (".engine", ".plan"), _factory)

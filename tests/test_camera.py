@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from runtimes.loader import load_detector
 from streams.sources import (
     CsiOptions,
     LiveSource,
@@ -23,7 +24,6 @@ from streams.sources import (
     rtsp_pipeline,
     usb_pipeline,
 )
-from runtimes.loader import load_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,8 @@ META = ModelMetadata("ssd300_vgg16", 300, 300, "RGB", [123.0, 117.0, 104.0], [1.
 
 def test_version_dispatch():
     assert parse_version("8.5.2.2") == (8, 5) and parse_version("10.13.0.35") == (10, 13)
-    assert (JP5.tensor_api, JP6.tensor_api, TRT11.tensor_api) == ("bindings", "tensors", "tensors")
+    assert (JP5.always_strongly_typed, JP6.always_strongly_typed, TRT11.always_strongly_typed) == (False, False, True)
+    assert not Capabilities((10, 11)).efficient_nms_deprecated and Capabilities((10, 12)).efficient_nms_deprecated
     assert (JP5.default_int8_route(), JP6.default_int8_route(), TRT11.default_int8_route()) == \
         ("implicit", "implicit", "explicit")
     assert JP5.explicit_batch_flag and not JP6.explicit_batch_flag
@@ -40,8 +41,8 @@ def test_version_dispatch():
     (JP5, TensorRTOptions("int8"), ["EXPLICIT_BATCH"], ["INT8", "FP16"], "implicit"),
     (JP6, TensorRTOptions("int8", int8_route="explicit"), [], ["INT8", "FP16"], "explicit"),
     (JP6, TensorRTOptions("fp32"), [], [], None),
-    (TRT11, TensorRTOptions("int8"), ["STRONGLY_TYPED"], [], "explicit"),
-    (TRT11, TensorRTOptions("fp32"), ["STRONGLY_TYPED"], [], None),
+    (TRT11, TensorRTOptions("int8"), [], [], "explicit"),  # strongly typed always: no (deprecated) flag
+    (TRT11, TensorRTOptions("fp32"), [], [], None),
     (JP5, TensorRTOptions("int8", dla_core=0), ["EXPLICIT_BATCH"], ["INT8", "FP16", "GPU_FALLBACK"], "implicit"),
 ])
 def test_build_plan(caps, options, network, flags, route):
@@ -69,6 +70,7 @@ def test_build_plan_for_a_qdq_model_is_explicit_int8_on_every_version():
 @pytest.mark.parametrize("caps, options, words", [
     (TRT11, TensorRTOptions("int8", int8_route="implicit"), "--int8-route explicit"),
     (JP5, TensorRTOptions("fp32", dla_core=0), "--fp16 or --int8"),
+    (JP6, TensorRTOptions("fp16", dla_core=0, batch=(1, 2, 4)), "--batch 4,4,4"),  # DLA: no dynamic shapes
 ])
 def test_impossible_builds_are_refused_with_the_way_out(caps, options, words):
     with pytest.raises(UserError, match=words):
@@ -76,15 +78,18 @@ def test_impossible_builds_are_refused_with_the_way_out(caps, options, words):
 
 
 def test_trtexec_command_mirrors_the_plan():
-    options = TensorRTOptions("int8", int8_route="explicit", batch=(1, 4, 8), dla_core=1, workspace_mib=512)
+    options = TensorRTOptions("int8", int8_route="explicit", batch=(1, 4, 8), workspace_mib=512)
     line = trtexec_command(Path("m.onnx"), Path("m.engine"), META, options, plan_build(JP5, options), Path("t.cache"))
     for part in ("--onnx=m.onnx", "--saveEngine=m.engine", "--int8", "--fp16", "--memPoolSize=workspace:512M",
                  "--minShapes=images:1x3x300x300", "--optShapes=images:4x3x300x300", "--maxShapes=images:8x3x300x300",
-                 "--useDLACore=1", "--allowGPUFallback", "--timingCacheFile=t.cache"):
+                 "--timingCacheFile=t.cache"):
         assert part in line.split()
+    dla = TensorRTOptions("fp16", batch=(2, 2, 2), dla_core=1)
+    line = trtexec_command(Path("m.onnx"), Path("m.engine"), META, dla, plan_build(JP5, dla), Path("t.cache"))
+    assert {"--useDLACore=1", "--allowGPUFallback", "--maxShapes=images:2x3x300x300"} <= set(line.split())
     strong = trtexec_command(Path("m.onnx"), Path("m.engine"), META, TensorRTOptions("int8"),
                              plan_build(TRT11, TensorRTOptions("int8")), Path("t.cache"))
-    assert "--stronglyTyped" in strong.split() and "--int8" not in strong.split()
+    assert "--int8" not in strong.split() and "--fp16" not in strong.split()
 
 
 def test_parse_batch():
@@ -150,9 +155,11 @@ def test_interrupted_engine_write_leaves_the_old_engine(tmp_path, monkeypatch):
     assert engine.read_bytes() == b"GOOD" and len(list(tmp_path.iterdir())) == 2
 
 
-def test_loading_an_engine_here_says_what_is_missing():
+def test_loading_an_engine_here_says_what_is_missing(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"a plan")
     code = ("import sys; from runtimes.cli import run_cli; from runtimes.loader import load_detector; "
-            "sys.exit(run_cli(lambda argv: load_detector('README.md', 'tensorrt')))")
+            f"sys.exit(run_cli(lambda argv: load_detector({str(engine)!r})))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "TensorRT is not installed" in result.stderr and "--target openvino" in result.stderr
@@ -220,3 +227,27 @@ def test_pinned_batcher_fills_one_buffer_with_the_streams_full_batches(voc_mini)
     assert not np.array_equal(seen[0][1], seen[1][1])
     with pytest.raises(UserError, match="fewer than one batch"):
         PinnedBatcher(CalibrationStream(images, preprocessor, batch_size=16, drop_last=True), allocate)
+
+
+def test_timing_cache_is_named_per_tensorrt_version_and_gpu():
+    from export.tensorrt_build import timing_cache_name
+
+    assert timing_cache_name("10.3.0", GPUIdentity("Orin", "8.7")) == "timing-10.3.0-orin-sm87.cache"
+    assert timing_cache_name("8.5.2.2", GPUIdentity("Xavier (AGX)", "7.2")) == "timing-8.5.2.2-xavier-agx-sm72.cache"
+
+
+def test_batch_profile_only_for_a_dynamic_batch_axis():
+    from export.tensorrt_build import batch_profile
+
+    assert batch_profile([-1, 3, 300, 300], TensorRTOptions(batch=(1, 4, 8)), Path("m.onnx")) == (1, 4, 8)
+    assert batch_profile([-1, 3, 300, 300], TensorRTOptions(), Path("m.onnx")) == (1, 1, 1)
+    assert batch_profile([1, 3, 300, 300], TensorRTOptions(), Path("m.onnx")) is None
+    with pytest.raises(UserError, match="m.onnx has a static batch of 1"):
+        batch_profile([1, 3, 300, 300], TensorRTOptions(batch=(1, 4, 8)), Path("m.onnx"))
+
+
+def test_trtexec_line_takes_the_profile_used_and_the_calibration_table():
+    options = TensorRTOptions("int8")
+    line = trtexec_command(Path("m.onnx"), Path("m.engine"), META, options, plan_build(JP5, options),
+                           Path("t.cache"), profile=(1, 1, 1), calib_table=Path("m.calib.table")).split()
+    assert "--calib=m.calib.table" in line and "--minShapes=images:1x3x300x300" in line
