@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 INT8_ROUTES = ("auto", "implicit", "explicit")
-NMS_MODES = ("host", "engine")
 
 
 @dataclass
@@ -160,8 +159,8 @@ def batch_profile(input_shape: Sequence[int], options: TensorRTOptions, onnx: Pa
 
 
 def has_qdq(meta: ModelMetadata) -> bool:
-    quant = meta.extra.get("quantization")
-    return isinstance(quant, dict) and quant.get("route") == "explicit Q/DQ"
+    """Whether the model is a Q/DQ ONNX (it carries its own INT8 scales: TensorRT's explicit route)."""
+    return meta.quantization == "qdq"
 
 
 @dataclass
