@@ -73,18 +73,32 @@ def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=p
 
 
 def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str, Any]:
-    """Open the streams and the model, run until the streams end or ``stop`` is set; the summary."""
+    """Open the streams and the model, run until the streams end or ``stop`` is set; the summary (with the
+    analytics' counts and sink figures when tracking is on)."""
+    from analytics.cli import from_args as analytics_for
     from streams.config import stream_specs
     from streams.pipeline import Pipeline
+    from webview.cli import from_args as live_view_for
 
     specs = stream_specs(args.source or [], args.sources)
+    names = [spec.name for spec in specs]
     detector = load(args)
+    analytics = view = None
     try:
-        pipeline = Pipeline(detector, specs, pipeline_options(args, detector.class_names, log), log)
+        analytics = analytics_for(args, names, detector.class_names, log)
+        view = live_view_for(args, names, log)
+        pipeline = Pipeline(detector, specs, pipeline_options(args, detector.class_names, log), log, analytics,
+                            [view] if view is not None else [])
         pipeline.open()
-        return pipeline.run(stop)
+        summary = pipeline.run(stop)
     finally:
+        if view is not None:
+            view.close()
+        analytics_summary = analytics.close() if analytics is not None else None
         detector.close()
+    if analytics_summary is not None:
+        summary["analytics"] = analytics_summary
+    return summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     csi.add_argument("--csi-height", type=int, default=720, help="default: %(default)s")
     csi.add_argument("--csi-fps", type=int, default=30, help="default: %(default)s")
     csi.add_argument("--csi-flip", type=int, default=0, help="nvvidconv flip-method (default: %(default)s)")
+    from analytics.cli import add_arguments as analytics_arguments
+    from webview.cli import add_arguments as live_view_arguments
+
+    analytics_arguments(p)
+    live_view_arguments(p)
     return p
 
 

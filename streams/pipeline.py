@@ -42,10 +42,13 @@ class Observer(Protocol):
 
 
 class Analytics(Protocol):
-    """Per-stream tracking and zone events (analytics/): adds ``tracks`` and ``events`` to the record and
-    draws on the frame."""
+    """Per-stream tracking and zone events (analytics/): adds ``tracks`` and ``events`` to the record and,
+    with ``draw``, draws them on the frame."""
 
-    def process(self, stream: str, record: Dict[str, Any], detections: Detections, frame: np.ndarray) -> None: ...
+    def process(self, stream: str, record: Dict[str, Any], detections: Detections, frame: np.ndarray,
+                draw: bool = True) -> None: ...
+
+    def counts(self, stream: str) -> Dict[str, Any]: ...
 
 
 @dataclass
@@ -103,7 +106,7 @@ class StreamOutput:
         record: Dict[str, Any] = {"stream": self.name, "frame": frame.index, "timestamp": round(frame.timestamp, 6),
                                   "detections": detections.to_list()}
         if p.analytics is not None:
-            p.analytics.process(self.name, record, detections, image)
+            p.analytics.process(self.name, record, detections, image, draw=p.annotate)
         if p.annotate:
             draw(image, detections, self.stats.smoothed_fps, {k: 1000 * v for k, v in timings.items()})
         timings["draw"] = time.perf_counter() - started
@@ -239,6 +242,8 @@ class Pipeline:
                                    "latency_p95_ms": round(percentile(latencies, 95), 3),
                                    "dropped_stale_frames": capture.dropped, "reopens": capture.reopens,
                                    "alive": alive, "error": capture.error, "state": capture.state}
+            if self.analytics is not None:
+                found[capture.name]["counts"] = self.analytics.counts(capture.name)
         return found
 
     def _publish_status(self) -> None:

@@ -1,0 +1,181 @@
+"""LiveView: what the camera pipeline calls. It feeds the frame hub, the metrics and the page state, and owns the
+HTTP server and the RTSP output (either may be off).
+
+    view = LiveView(["cam0", "cam1"], serve=("127.0.0.1", 8080), token=None)
+    view.on_frame("cam0", annotated_bgr, record)     # output thread, every frame; returns in microseconds
+    view.on_status({"cam0": status, "cam1": status})  # about once a second
+    view.close()
+
+``record`` and the status dicts are the camera pipeline's (docs/webview.md): the record's "frame",
+"detections", "timings_ms", "latency_ms" and optional "events" and "counts"; the status's "frames", "fps",
+"latency_p50_ms", "latency_p95_ms", "dropped_stale_frames", "reopens", "alive", "error" and optional
+"events_sent", "events_failed", "counts".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from runtimes.errors import UserError
+from webview.hub import DEFAULT_JPEG_QUALITY, FrameHub
+
+RECENT_EVENTS = 12
+STATUS_TIMEOUT_S = 5.0  # no status for this long: the pipeline itself has stalled, every stream fails /healthz
+
+
+class _StreamView:
+    """What the page shows of one stream beside its video, updated per frame without locks (one writer)."""
+
+    def __init__(self) -> None:
+        self.frame_index = -1
+        self.size: Tuple[int, int] = (0, 0)  # (width, height)
+        self.detections = 0
+        self.latencies_ms: Deque[float] = deque(maxlen=100)
+        self.events: Deque[Any] = deque(maxlen=RECENT_EVENTS)
+        self.counts: Any = None
+
+
+def _percentile(values: List[float], q: float) -> Optional[float]:
+    return float(np.percentile(values, q)) if values else None
+
+
+class LiveView:
+    """The web view and the RTSP output of a running pipeline. Thread-safe; never blocks the pipeline."""
+
+    def __init__(self, stream_names: List[str], serve: Optional[Tuple[str, int]] = None, token: Optional[str] = None,
+                 rtsp: Optional[Tuple[str, int, str]] = None, log=print, jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+                 send_timeout_s: float = 30.0, status_timeout_s: float = STATUS_TIMEOUT_S) -> None:
+        """``serve``: (host, port) of the HTTP server (port 0: any free one); ``rtsp``: (host, port, path) of
+        the RTSP output (mount points path/STREAM with several streams, path with one)."""
+        self.names = list(stream_names)
+        self.hub = FrameHub(self.names, jpeg_quality)
+        self._views: Dict[str, _StreamView] = {name: _StreamView() for name in self.names}
+        self._statuses: Dict[str, dict] = {}
+        self._status_time: Optional[float] = None
+        self._status_timeout_s = status_timeout_s
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self.metrics: Any = None
+        self.server: Any = None
+        self.rtsp: Any = None
+        try:
+            if serve is not None:
+                try:
+                    from webview.metrics import PipelineMetrics
+                except ImportError:
+                    raise UserError("--serve needs prometheus-client: pip install prometheus-client") from None
+                from webview.server import WebServer
+
+                self.metrics = PipelineMetrics(self.statuses, self.viewer_state)
+                self.server = WebServer(serve[0], serve[1], self, token, log, send_timeout_s)
+            if rtsp is not None:
+                from webview.rtsp import RtspOut
+
+                self.rtsp = RtspOut(self.names, rtsp[0], rtsp[1], rtsp[2], log)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> Optional[str]:
+        return self.server.url if self.server is not None else None
+
+    # -- the pipeline's side ------------------------------------------------------------------------------------
+    def on_frame(self, stream: str, frame: np.ndarray, record: Dict[str, Any]) -> None:
+        """One processed frame: (H, W, 3) uint8 BGR, annotated; kept by reference (do not write into it after)."""
+        view = self._views.get(stream)
+        if view is None:
+            with self._lock:
+                view = self._views.setdefault(stream, _StreamView())
+        if self.server is not None:
+            self.hub.publish(stream, frame)
+            self.metrics.observe(stream, record)
+        view.frame_index = int(record.get("frame", view.frame_index + 1))
+        view.size = (int(frame.shape[1]), int(frame.shape[0]))
+        view.detections = len(record.get("detections") or ())
+        latency = record.get("latency_ms")
+        if latency is not None:
+            view.latencies_ms.append(float(latency))
+        events = record.get("events")
+        if events:
+            view.events.extend(events)
+        counts = record.get("counts")
+        if counts is not None:
+            view.counts = counts
+        if self.rtsp is not None:
+            self.rtsp.publish(stream, frame)
+
+    def on_status(self, statuses: Dict[str, dict]) -> None:
+        """The pipeline's status per stream, about once a second (replaces the previous one)."""
+        self._statuses = {str(name): dict(status) for name, status in statuses.items()}
+        self._status_time = time.monotonic()
+
+    # -- what the server asks ---------------------------------------------------------------------------------
+    def statuses(self) -> Dict[str, dict]:
+        return self._statuses
+
+    def viewer_state(self) -> Dict[str, dict]:
+        return {slot.name: {"viewers": slot.viewers, "encodes": slot.encodes, "sent": slot.sent,
+                            "skipped": slot.skipped} for slot in self.hub.slots()}
+
+    def health(self) -> Tuple[bool, Dict[str, Any]]:
+        """(every stream delivers frames, {"status": "ok"|"failing", "failing": {stream: why}, "streams": [...]})."""
+        names = list(dict.fromkeys(self.names + list(self._views) + list(self._statuses)))
+        failing: Dict[str, str] = {}
+        if self._status_time is None:
+            failing = {name: "no status reported yet" for name in names}
+        elif time.monotonic() - self._status_time > self._status_timeout_s:
+            age = time.monotonic() - self._status_time
+            failing = {name: f"no status for {age:.0f} s: the pipeline has stalled" for name in names}
+        else:
+            for name in names:
+                status = self._statuses.get(name)
+                if status is None:
+                    failing[name] = "no status for this stream"
+                elif not status.get("alive"):
+                    failing[name] = f"not delivering frames: {status.get('error') or 'no error given'}"
+        return not failing, {"status": "failing" if failing else "ok", "failing": failing, "streams": names}
+
+    def page_state(self) -> Dict[str, Any]:
+        """The page's JSON: per stream the frame counter, size, FPS, latency p50/p95, stale frames dropped,
+        reopens, viewers, counts and recent events (the pipeline's status where it has one, else measured here)."""
+        ok, health = self.health()
+        streams = []
+        views = self.viewer_state()
+        for name in list(dict.fromkeys(self.names + list(self._views))):
+            view = self._views.get(name) or _StreamView()
+            status = self._statuses.get(name, {})
+            latencies = list(view.latencies_ms)
+            counts = status.get("counts", view.counts)
+            streams.append({
+                "name": name, "frame": view.frame_index, "frames": status.get("frames", self.hub.newest(name)[0]),
+                "width": view.size[0], "height": view.size[1], "detections": view.detections,
+                "fps": status.get("fps", round(self.hub.fps(name), 2)),
+                "latency_p50_ms": status.get("latency_p50_ms", _percentile(latencies, 50)),
+                "latency_p95_ms": status.get("latency_p95_ms", _percentile(latencies, 95)),
+                "dropped_stale_frames": status.get("dropped_stale_frames"), "reopens": status.get("reopens"),
+                "alive": status.get("alive"), "error": status.get("error"),
+                "events_sent": status.get("events_sent"), "events_failed": status.get("events_failed"),
+                "counts": counts, "events": list(view.events)[::-1],
+                "viewers": views.get(name, {}).get("viewers", 0), "failing": health["failing"].get(name)})
+        return {"ok": ok, "uptime_s": round(time.monotonic() - self._started, 1), "streams": streams,
+                "rtsp": self.rtsp.urls() if self.rtsp is not None else {}}
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.exposition()
+
+    # -- end ----------------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the servers and end every viewer; bounded (about a second)."""
+        self.hub.close()
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self.rtsp is not None:
+            self.rtsp.close()
+            self.rtsp = None
