@@ -25,7 +25,7 @@ sys.path.pop(1)
 
 from calibration.tensorrt_calibrator import ALGORITHMS
 from export.qdq_onnx import METHODS
-from export.tensorrt_build import INT8_ROUTES
+from export.tensorrt_build import INT8_ROUTES, parse_batch
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
 from runtimes.nms_options import NMS_MODES
@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(TensorRT: EfficientNMS_TRT; OpenVINO: MulticlassNms, same results as host NMS); "
                         "default: %(default)s (NMS in the shared post-processor, thresholds adjustable per run)")
     trt = p.add_argument_group("TensorRT (and the ONNX made for it with --target onnx)")
-    trt.add_argument("--batch", help="dynamic batch profile MIN,OPT,MAX (default: static batch 1)")
+    trt.add_argument("--batch", help="a dynamic batch axis: TensorRT's profile MIN,OPT,MAX; ONNX and OpenVINO take "
+                                     "1..any (default: static batch 1)")
     trt.add_argument("--int8-route", choices=INT8_ROUTES, default="auto",
                      help="implicit: TensorRT calibrator (TensorRT < 11); explicit: Q/DQ ONNX made here with ONNX "
                           "Runtime (any version); auto: implicit where it exists (default: %(default)s)")
@@ -182,6 +183,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"{output_dir}: cannot create the output folder ({exc.strerror}); "
                         "choose another --output") from None
     target = choose_target(args.target)
+    if args.batch is not None:
+        parse_batch(args.batch)  # checked for every target: each takes a dynamic batch axis from it
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
     source = resolve_model(args, output_dir)
 

@@ -1,10 +1,16 @@
 """Write-then-rename, so a crash never leaves a half-written model, engine or cache where a good one is
 expected: outputs are written to temporary names in the destination folder and renamed into place only
-when all of them are complete."""
+when all of them are complete.
+
+Temporary names are hidden and carry the writer's process id (``.NAME.PID.XXXX.tmp``): a process killed
+before it could clean up (SIGKILL, power loss) leaves its temporaries behind, and the next write of the same
+output removes those whose process is gone.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -49,7 +55,9 @@ def atomic_folder_outputs(*paths: "str | Path") -> Iterator[Path]:
     finals = [Path(p) for p in paths]
     for final in finals:
         check_output_dir(final)
-    folder = Path(tempfile.mkdtemp(prefix=f".{finals[-1].name}.", suffix=".tmp", dir=finals[-1].parent))
+    remove_dead_temporaries(finals[-1])
+    folder = Path(tempfile.mkdtemp(prefix=f".{finals[-1].name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=finals[-1].parent))
     try:
         yield folder
         move_into_place([folder / final.name for final in finals], finals)
@@ -60,9 +68,35 @@ def atomic_folder_outputs(*paths: "str | Path") -> Iterator[Path]:
 def temporary_beside(final: Path) -> Path:
     """A new empty file in ``final``'s folder, hidden, named after it: where ``final`` is written before
     :func:`move_into_place` (for outputs written over a whole run, such as a video)."""
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
+    remove_dead_temporaries(final)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp" + final.suffix,
+                                dir=final.parent)
     os.close(fd)
     return Path(name)
+
+
+def remove_dead_temporaries(final: Path) -> None:
+    """Remove the temporaries of ``final`` left by processes that no longer run."""
+    prefix = f".{final.name}."
+    for stale in final.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
+        pid_text = stale.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _running(int(pid_text)):
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def move_into_place(temps: Sequence[Path], finals: Sequence[Path]) -> None:
