@@ -30,7 +30,7 @@ from runtimes.cli import run_cli
 from runtimes.errors import UserError
 from runtimes.nms_options import NMS_MODES
 
-TARGETS = ("auto", "onnx", "openvino", "tensorrt")
+TARGETS = ("auto", "onnx", "openvino", "tensorrt", "triton")
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "outputs"
 
 
@@ -168,6 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB (default: %(default)s)")
     trt.add_argument("--timing-cache", type=Path, help="timing cache (default: OUTPUT/timing-TRTVERSION.cache)")
     trt.add_argument("--dla-core", type=int, help="build for this DLA core, GPU fallback on (default: GPU only)")
+    tri = p.add_argument_group("Triton model repository (--target triton; --output is the repository)")
+    tri.add_argument("--engine", type=Path, help="a TensorRT .engine built by this toolkit (with its record)")
+    tri.add_argument("--ir", type=Path, help="an OpenVINO .xml (+ .bin) built by this toolkit")
+    tri.add_argument("--model-name", help="the served model's name (default: the model file's stem)")
+    tri.add_argument("--max-batch", type=int, help="max_batch_size for a dynamic batch axis (default: the "
+                     "engine profile's largest, else 8; a static batch is served as is)")
+    tri.add_argument("--no-dynamic-batching", dest="dynamic_batching", action="store_false",
+                     help="leave dynamic batching off (default: on for a dynamic batch axis)")
+    tri.add_argument("--preferred-batch", default="", help="dynamic batching's preferred batch sizes, "
+                     "comma-separated (default: none, Triton's choice)")
+    tri.add_argument("--queue-delay-us", type=int, default=100,
+                     help="dynamic batching's max queue delay in microseconds (default: %(default)s)")
+    tri.add_argument("--instance-count", type=int, default=1, help="model instances (default: %(default)s)")
+    tri.add_argument("--instance-kind", choices=("auto", "cpu", "gpu"),
+                     help="instance kind (default: gpu for a plan, cpu for an IR, auto for ONNX)")
+    tri.add_argument("--ovms", action="store_true", help="also write OpenVINO Model Server's config.json (IR only)")
     return p
 
 
@@ -185,6 +201,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     target = choose_target(args.target)
     if args.batch is not None:
         parse_batch(args.batch)  # checked for every target: each takes a dynamic batch axis from it
+    if target == "triton":
+        return _build_triton(args, output_dir)
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
     source = resolve_model(args, output_dir)
 
@@ -377,6 +395,46 @@ def _compare_with_fp32(source: ModelSource, quantized: Path, validation, args: a
         reduced = evaluate_detector(load_detector(quantized, runtime), validation, show_progress=False).map
         print(f"mAP (VOC07) on {runtime}: FP32 {100 * fp32:.2f}, {label} {100 * reduced:.2f}, "
               f"drop {100 * (fp32 - reduced):.2f} points{budget}")
+
+
+
+def _build_triton(args: argparse.Namespace, output_dir: Path) -> int:
+    """A Triton model repository in ``output_dir`` serving --engine, --ir, --onnx or the checkpoint (demo)
+    model exported with a dynamic batch axis (export/triton_repo.py)."""
+    import tempfile
+
+    from export.triton_repo import TritonOptions, describe, server_commands, write_repository
+
+    given = [p for p in (args.engine, args.ir, args.onnx, args.checkpoint) if p is not None]
+    if len(given) > 1:
+        raise UserError("--target triton serves one model: pass one of --engine, --ir, --onnx, --checkpoint")
+    if (args.int8 or args.fp16) and not given:
+        raise UserError("--target triton packages a built model: build it first (python export/build_engine.py "
+                        "--target openvino --int8, or --target tensorrt on the device) and pass --ir or --engine")
+    try:
+        preferred = [int(s) for s in args.preferred_batch.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--preferred-batch {args.preferred_batch}: give batch sizes as integers, e.g. 4,8") from None
+    with tempfile.TemporaryDirectory(prefix="ssd-edge-triton-") as scratch:
+        if args.engine is not None or args.ir is not None:
+            path = Path(args.engine or args.ir)
+            stem = path.stem
+        else:
+            # An exported checkpoint gets a dynamic batch axis, so Triton can batch requests; resolve_model
+            # exports dynamically when a batch profile is asked for.
+            exported = argparse.Namespace(**{**vars(args), "batch": args.batch or "dynamic"})
+            source = resolve_model(exported, Path(scratch))
+            path, stem = source.onnx, source.stem
+        model = describe(path)
+        name = args.model_name or stem
+        options = TritonOptions(name, args.max_batch, args.dynamic_batching, preferred, args.queue_delay_us,
+                                args.instance_count, args.instance_kind)
+        written = write_repository(model, output_dir, options, ovms=args.ovms)
+    print(f"wrote the Triton model {name} ({model.kind}): {written.config} and {written.model_files[0]}"
+          + (f"; OpenVINO Model Server config: {written.ovms_config}" if written.ovms_config else ""))
+    print("serve it with:\n  " + "\n  ".join(server_commands(written)))
+    print(f"clients: load_detector('http://HOST:8000/{name}') or 'grpc://HOST:8001/{name}'")
+    return 0
 
 
 if __name__ == "__main__":
