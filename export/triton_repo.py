@@ -22,14 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from runtimes.errors import UserError
-from runtimes.metadata import (
-    DECODED_OUTPUTS,
-    INPUT_NAME,
-    METADATA_KEY,
-    NMS_OUTPUTS,
-    RAW_OUTPUTS,
-    ModelMetadata,
-)
+from runtimes.metadata import DECODED_OUTPUTS, INPUT_NAME, METADATA_KEY, NMS_OUTPUTS, RAW_OUTPUTS, ModelMetadata
 
 PARAMETER_KEY = METADATA_KEY  # config.pbtxt parameters key holding the ModelMetadata JSON
 METADATA_FILE = "metadata.json"  # the same JSON beside config.pbtxt, for servers without config parameters (OVMS)
@@ -136,20 +129,12 @@ def _describe_onnx(path: Path) -> ServedModel:
     return ServedModel(path, "onnx", meta, inputs, outputs, _graph_batch(inputs[0].dims))
 
 
-def _ov_name(port: Any) -> str:
-    """The toolkit's name for an OpenVINO port (the OpenVINO runner's naming: an FP16 graph may merge a
-    Cast's name into the port's names)."""
-    names = port.get_names()
-    known = names & set(RAW_OUTPUTS + DECODED_OUTPUTS + NMS_OUTPUTS + (INPUT_NAME,))
-    return sorted(known)[0] if known else port.get_any_name()
-
-
 def _describe_ir(path: Path) -> ServedModel:
     try:
         import openvino as ov
     except ImportError:
         raise UserError("reading an OpenVINO IR needs OpenVINO: pip install openvino") from None
-    from runtimes.openvino_runner import read_metadata
+    from runtimes.openvino_runner import port_name, read_metadata
 
     if not path.with_suffix(".bin").is_file():
         raise UserError(f"{path}: its weights {path.with_suffix('.bin').name} are missing beside it")
@@ -159,10 +144,10 @@ def _describe_ir(path: Path) -> ServedModel:
     def spec(port: Any) -> TensorSpec:
         type_name = port.get_element_type().get_type_name()
         if type_name not in _OV_TYPES:
-            raise UserError(f"{path}: tensor {_ov_name(port)} has element type {type_name}, which this "
+            raise UserError(f"{path}: tensor {port_name(port)} has element type {type_name}, which this "
                             "configuration does not cover; rebuild it with export/build_engine.py")
         dims = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
-        return TensorSpec(_ov_name(port), _OV_TYPES[type_name], dims)
+        return TensorSpec(port_name(port), _OV_TYPES[type_name], dims)
 
     inputs, outputs = [spec(p) for p in model.inputs], [spec(p) for p in model.outputs]
     # meta.input already says what the IR takes (NHWC resized pixels in the model's channel order, normalised

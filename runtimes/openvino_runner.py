@@ -20,7 +20,7 @@ import numpy as np
 from runtimes.detector import Detector, batch_capacity
 from runtimes.errors import UserError
 from runtimes.loader import Runtime
-from runtimes.metadata import DECODED_OUTPUTS, NMS_OUTPUTS, RAW_OUTPUTS, InputSpec, ModelMetadata
+from runtimes.metadata import DECODED_OUTPUTS, INPUT_NAME, NMS_OUTPUTS, RAW_OUTPUTS, InputSpec, ModelMetadata
 from runtimes.metadata_io import check_ir_weights, ir_metadata, onnx_file_metadata
 from runtimes.preprocess import Preprocessor
 from runtimes.requests import Requests
@@ -46,10 +46,11 @@ def read_metadata(model: Any, path: str) -> ModelMetadata:
     return meta
 
 
-def _output_name(port: Any) -> str:
-    """The toolkit's name for an output port; OpenVINO may merge a Cast's name into the set (FP16 ONNX)."""
+def port_name(port: Any) -> str:
+    """The toolkit's name for an OpenVINO model's input or output port; OpenVINO may merge a Cast's name into
+    the set (FP16 ONNX)."""
     names = port.get_names()
-    known = names & set(RAW_OUTPUTS + DECODED_OUTPUTS + NMS_OUTPUTS)
+    known = names & set(RAW_OUTPUTS + DECODED_OUTPUTS + NMS_OUTPUTS + (INPUT_NAME,))
     return sorted(known)[0] if known else port.get_any_name()
 
 
@@ -145,7 +146,7 @@ class OpenVINODetector(Detector):
             raise UserError(f"OpenVINO cannot compile {path} for '{device}' ({str(exc).strip().splitlines()[0][:120]});"
                             f" available devices: {available}") from None
         self._device = device
-        self.output_names = [_output_name(o) for o in self.compiled.outputs]
+        self.output_names = [port_name(o) for o in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
 
     @classmethod
@@ -155,7 +156,7 @@ class OpenVINODetector(Detector):
         self = cls.__new__(cls)
         Detector.__init__(self, meta, "<in memory>", **thresholds)
         self.compiled, self.folded, self._device, self.inference_precision = compiled, False, "CPU", None
-        self.output_names = [_output_name(o) for o in compiled.outputs]
+        self.output_names = [port_name(o) for o in compiled.outputs]
         self.request = compiled.create_infer_request()
         return self
 
