@@ -26,7 +26,7 @@ def test_fp16_onnx_from_the_cli(demo_model, tmp_path):
     path = tmp_path / "ssdlite320_shapes_fp16.onnx"
     model = load_onnx(path)
     meta = read_metadata(model, str(path))
-    assert meta.extra["precision"] == "fp16" and meta.extra["fp16_onnx"]["keep_io_types"] is True
+    assert meta.precision == "fp16" and meta.extra["fp16_onnx"]["keep_io_types"] is True
     assert {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]} == {TensorProto.FLOAT}
     weights = [numpy_helper.to_array(i) for i in model.graph.initializer if i.data_type in (1, 10)]
     assert sum(w.size for w in weights if w.dtype == np.float16) > 0.99 * sum(w.size for w in weights)
