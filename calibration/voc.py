@@ -5,11 +5,14 @@ continuous 0-based ``(x1, y1, x2, y2)`` = ``(xmin - 1, ymin - 1, xmax, ymax)``, 
 detectors report boxes, so IoU needs no ``+1`` terms.
 
 Problems are collected, not raised: ids listed in the split with no image or annotation, XML that does not
-parse, objects of unknown classes. :class:`SkipReport` summarises them with a count and the first names.
+parse (broken, numbers that are not numbers), objects of unknown classes, objects whose box is empty,
+inverted or not finite (dropped) or reaches outside the image (clipped to it). :class:`SkipReport`
+summarises them with a count and the first names.
 """
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -73,26 +76,52 @@ def find_year_dir(root: Path, year: str) -> Path:
 
 
 def read_class_names(path: Path) -> List[str]:
-    names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
     if not names:
         raise UserError(f"{path}: the classes file is empty; put one class name per line")
     return names
 
 
-def parse_annotation(path: Path) -> Tuple[List[VOCObject], int, int]:
+def _number(text: Optional[str], what: str) -> float:
+    """A finite number from an XML field; ValueError naming the field otherwise."""
+    value = float((text or "").strip())  # ValueError for text that is not a number
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is {text!r}")
+    return value
+
+
+def parse_annotation(path: Path, problems: Optional[List[str]] = None) -> Tuple[List[VOCObject], int, int]:
+    """The objects of a VOC annotation file, and the image (width, height) it states (0 when absent).
+
+    Raises ``ET.ParseError`` for broken XML and ValueError for sizes or corners that are not finite numbers.
+    Objects whose box is empty or inverted (negative size) are dropped; boxes reaching outside a stated image
+    size are clipped to it; each is named in ``problems`` when given."""
     root = ET.parse(path).getroot()  # raises ET.ParseError on broken XML
     size = root.find("size")
-    width = int(float(size.findtext("width", "0"))) if size is not None else 0
-    height = int(float(size.findtext("height", "0"))) if size is not None else 0
+    width = int(_number(size.findtext("width", "0"), "width")) if size is not None else 0
+    height = int(_number(size.findtext("height", "0"), "height")) if size is not None else 0
+    if width < 0 or height < 0:
+        raise ValueError(f"negative image size {width} x {height}")
     objects = []
     for obj in root.iter("object"):
         bb = obj.find("bndbox")
         if bb is None:
             continue
-        x1, y1, x2, y2 = (float(bb.findtext(k, "nan")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        x1, y1, x2, y2 = (_number(bb.findtext(k), k) for k in ("xmin", "ymin", "xmax", "ymax"))
+        box = (x1 - 1.0, y1 - 1.0, x2, y2)
+        if width > 0 and height > 0:
+            clipped = (min(max(box[0], 0.0), width), min(max(box[1], 0.0), height),
+                       min(max(box[2], 0.0), width), min(max(box[3], 0.0), height))
+            if clipped != box and clipped[2] > clipped[0] and clipped[3] > clipped[1] and problems is not None:
+                problems.append("objects with boxes outside the image (clipped to it)")
+            box = clipped
+        if not (box[2] > box[0] and box[3] > box[1]):
+            if problems is not None:
+                problems.append("objects with empty or inverted boxes (dropped)")
+            continue
         objects.append(VOCObject(
             name=(obj.findtext("name") or "").strip(),
-            box=(x1 - 1.0, y1 - 1.0, x2, y2),
+            box=box,
             difficult=(obj.findtext("difficult") or "0").strip() == "1",
         ))
     return objects, width, height
@@ -127,7 +156,7 @@ class VOCDataset:
                                if "_" not in p.stem)
             raise UserError(f"{self.year_dir}: no split '{self.split}' (ImageSets/Main/{self.split}.txt); "
                             f"available: {', '.join(available) or 'none'}")
-        return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+        return [line.split()[0] for line in split_file.read_text(errors="replace").splitlines() if line.strip()]
 
     def _load(self) -> List[VOCSample]:
         known = set(self.class_names)
@@ -141,11 +170,14 @@ class VOCDataset:
             if not xml_path.is_file():
                 self.skipped.add("listed in the split but have no annotation", image_id)
                 continue
+            problems: List[str] = []
             try:
-                objects, width, height = parse_annotation(xml_path)
-            except (ET.ParseError, ValueError) as exc:
+                objects, width, height = parse_annotation(xml_path, problems)
+            except (ET.ParseError, ValueError, LookupError, OSError) as exc:  # LookupError: unknown encoding
                 self.skipped.add(f"annotations that do not parse ({type(exc).__name__})", image_id)
                 continue
+            for problem in problems:
+                self.skipped.add(problem, image_id)
             for obj in objects:
                 if obj.name not in known:
                     self.skipped.add(f"objects of classes not in the class list ({obj.name})", image_id)

@@ -3,12 +3,17 @@
 Accepted: a torchvision state_dict; a training checkpoint dict wrapping one under ``model``,
 ``state_dict`` or ``model_state_dict``; keys prefixed ``module.`` by DataParallel/DDP; safetensors files.
 ``torch.load`` runs with ``weights_only=True``: a file that needs pickle to load (it holds arbitrary Python
-objects) is refused unless the caller passes ``allow_pickle=True`` (``--allow-pickle``).
+objects) is refused unless the caller passes ``allow_pickle=True`` (``--allow-pickle``). Only a file whose
+pickle stream is well formed is called one that needs pickle; anything else that does not load (random
+bytes, a truncated or bit-flipped file, with or without ``--allow-pickle``) is a corrupt checkpoint. Weights
+of the wrong shape or dtype, or holding NaN or infinity, are refused by :func:`load_checkpoint`.
 """
 
 from __future__ import annotations
 
 import pickle
+import pickletools
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Dict, Optional
@@ -22,19 +27,63 @@ WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 SAFETENSORS_SUFFIXES = (".safetensors", ".st")
 
 
+def _corrupt(path: Path, exc: BaseException) -> UserError:
+    text = str(exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    return UserError(f"{path}: corrupt or truncated checkpoint, or not a PyTorch checkpoint ({reason[:160]}); "
+                     "re-copy or re-save it")
+
+
+def _pickle_stream(path: Path) -> Optional[bytes]:
+    """The pickle ``torch.load`` reads first: ``data.pkl`` of a zip checkpoint, else the file itself (the
+    legacy format begins with pickles); None when a zip file holds none."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+                return archive.read(names[0]) if names else None
+        except Exception:  # a damaged archive: zipfile raises BadZipFile, zlib.error, EOFError, ...
+            return None
+    return path.read_bytes()
+
+
+def is_pickle(path: Path) -> bool:
+    """Whether ``path`` holds a well-formed pickle stream (a real pickle, unlike random or damaged bytes)."""
+    data = _pickle_stream(path)
+    if not data:
+        return False
+    try:
+        with warnings.catch_warnings():  # pickletools warns about odd string escapes in random bytes
+            warnings.simplefilter("ignore")
+            ops = list(pickletools.genops(data))  # parses the opcodes only: runs nothing
+    except Exception:  # pickletools raises ValueError, UnicodeDecodeError, ... on bytes that are not a pickle
+        return False
+    return bool(ops) and ops[-1][0].name == "STOP"
+
+
 def _torch_load(path: Path, allow_pickle: bool) -> object:
+    # The file is untrusted input, so any exception while parsing it is about the file: torch's weights-only
+    # unpickler raises IndexError, KeyError, struct.error, UnicodeDecodeError, ... on damaged bytes.
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except Exception as exc:
+        if not is_pickle(path):  # torch's own message would be about pickle, or a bare KeyError: 101
+            with open(path, "rb") as f:
+                zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format: a zip archive
+            kind = "a truncated or damaged zip archive" if zipped else "neither a zip archive nor a pickle"
+            raise UserError(f"{path}: corrupt or truncated checkpoint, or not a PyTorch checkpoint ({kind}); "
+                            "re-copy or re-save it") from None
+        if not isinstance(exc, pickle.UnpicklingError):
+            raise _corrupt(path, exc) from None
         if not allow_pickle:
             raise UserError(
                 f"{path}: this checkpoint needs pickle to load (it stores Python objects, not only tensors); "
                 "re-save it with torch.save(model.state_dict(), ...), or pass --allow-pickle if you trust its source"
             ) from None
+    try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: corrupt or truncated checkpoint ({reason[:160]}); re-copy or re-save it") from None
+    except Exception as exc:  # a trusted pickle that still fails: an object whose class is gone, damage
+        raise _corrupt(path, exc) from None
 
 
 def _load_safetensors(path: Path) -> Dict[str, torch.Tensor]:
@@ -43,8 +92,10 @@ def _load_safetensors(path: Path) -> Dict[str, torch.Tensor]:
 
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{path}: corrupt or truncated safetensors file ({exc}); re-copy or re-save it") from None
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{path}: corrupt or truncated safetensors file ({reason[:160]}); re-copy or re-save it"
+                        ) from None
 
 
 def _unwrap(obj: object, path: Path) -> Dict[str, torch.Tensor]:
@@ -128,8 +179,25 @@ def load_checkpoint(path: Path, arch: str, num_classes: int, allow_pickle: bool 
         first = mismatched[0]
         raise UserError(f"{path}: shape mismatch for {arch} in {len(mismatched)} tensors, e.g. {first} "
                         f"{tuple(state[first].shape)} vs {tuple(expected[first].shape)}; likely cause: {cause}")
+    _check_values(state, expected, path)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     return model.eval()
+
+
+def _check_values(state: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor], path: Path) -> None:
+    """UserError for weights that cannot stand for the model's: an integer, boolean or complex tensor where
+    the model holds floats (any float dtype is cast), or NaN/infinite values (a diverged training run, a
+    damaged file)."""
+    for key, ref in expected.items():
+        value = state[key]
+        if value.is_complex() or (ref.is_floating_point() and not value.is_floating_point()):
+            raise UserError(f"{path}: tensor {key} has dtype {value.dtype} where the model holds {ref.dtype}; "
+                            "is this a model checkpoint?")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise UserError(f"{path}: tensor {key} holds {bad} NaN or infinite values (a diverged training "
+                            "run or a damaged file); use an earlier checkpoint")
+
 
 
 def checkpoint_class_count(path: Path, arch: str, allow_pickle: bool = False) -> Optional[int]:

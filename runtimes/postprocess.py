@@ -8,15 +8,23 @@ Same results as torchvision's ``SSD.postprocess_detections`` followed by its tra
   ``max_detections`` boxes survive among the best W candidates (over all classes), nothing worse can
   enter the result; W starts at ``topk_candidates`` and grows only when NMS removes many boxes;
 * candidates come from one ``argpartition`` over the flattened scores; only their boxes are decoded;
+  when NMS removes most of them (near-uniform scores), torchvision's whole per-class top-k set is ranked
+  once and NMS runs on its growing best-first prefix;
 * class-wise NMS is OpenCV's C++ greedy NMS, one call per class present.
 
 No Python loop runs over boxes; the only loop over classes is those NMS calls.
+
+Degenerate outputs (a broken or half-trained model, an FP16 overflow) give finite detections: an anchor whose
+class scores hold NaN or infinity never passes the threshold, a candidate whose box regression decodes to
+NaN is dropped (infinite offsets clip to the image edge), and outputs of the wrong shape are a
+:class:`UserError` naming the tensor. Near-uniform scores (a randomly initialised SSD, where NMS removes most
+candidates) go to that ranked set after one window, or at once when the scores tie.
 """
 
 from __future__ import annotations
 
 import math
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -28,17 +36,44 @@ from runtimes.metadata import ModelMetadata
 
 # torchvision's BoxCoder clamps dw/dh so exp() stays finite: log(1000 / 16).
 BBOX_XFORM_CLIP = np.float32(math.log(1000.0 / 16))
+# More per-anchor best scores than this many windows' worth at the window's floor means they tie there (a
+# randomly initialised SSD's scores are all 1/C: 5.4 windows' worth for SSDLite320, 22 for SSD300); distinct
+# scores put exactly one window's worth there (the floor is the window's size-th best).
+TIE_FACTOR = 2
 
 
 def softmax_by_class(logits: np.ndarray) -> np.ndarray:
     """Softmax of (N, C) logits over classes, returned class-major: (C, N) float32, max-subtracted as torch
     computes it. Class-major because numpy reduces across rows fast and along short rows slowly: the
-    max and the sum over C = 21 classes cost a third of what they do on the (N, C) layout."""
-    shifted = np.asarray(logits, dtype=np.float32).T.copy()  # the one copy: class-major
-    shifted -= shifted.max(axis=0)
+    max and the sum over C = 21 classes cost a third of what they do on the (N, C) layout. An anchor whose
+    logits hold NaN or +inf (or are all -inf) gets scores 0 rather than NaN."""
+    return _softmax_class_major(np.asarray(logits, dtype=np.float32).T.copy())  # the one copy: class-major
+
+
+def softmax_by_class_batch(logits: np.ndarray) -> np.ndarray:
+    """:func:`softmax_by_class` of (B, N, C) logits in one pass: (B, C, N) float32, each image's slice
+    bit-identical to ``softmax_by_class(logits[b])`` (the same reductions in the same order)."""
+    return _softmax_class_major(np.asarray(logits, dtype=np.float32).transpose(0, 2, 1).copy())
+
+
+def _softmax_class_major(shifted: np.ndarray) -> np.ndarray:
+    """In place over the class axis (-2) of a (..., C, N) float32 array, which it returns."""
+    top = shifted.max(axis=-2, keepdims=True)  # NaN when any logit of the anchor is NaN
+    # Huge logits of both signs overflow to -inf in the subtraction (exp gives 0, as torch's does); the
+    # unusable anchors' NaNs are replaced below.
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        _exp_normalise(shifted, top)
+    usable = np.isfinite(top)
+    if not usable.all():
+        np.copyto(shifted, np.float32(0.0), where=np.broadcast_to(~usable, shifted.shape))
+    return shifted
+
+
+def _exp_normalise(shifted: np.ndarray, top: np.ndarray) -> np.ndarray:
+    shifted -= top
     np.exp(shifted, out=shifted)
     # One reciprocal per anchor and a multiply: cheaper than dividing every score, and within an ulp.
-    shifted *= np.float32(1.0) / shifted.sum(axis=0)
+    shifted *= np.float32(1.0) / shifted.sum(axis=-2, keepdims=True)
     return shifted
 
 
@@ -48,7 +83,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class SSDPostprocessor:
-    """Turn one image's slice of the network outputs into detections.
+    """Turn one image's slice of the network outputs (or a whole batch's: :meth:`batch`) into detections.
 
     Thresholds default to the model's metadata (torchvision's defaults for the architecture) and can be
     overridden per instance: ``score_threshold`` (keep scores strictly above), ``iou_threshold`` (NMS
@@ -59,11 +94,21 @@ class SSDPostprocessor:
                  iou_threshold: Optional[float] = None, topk_candidates: Optional[int] = None,
                  max_detections: Optional[int] = None) -> None:
         self.meta = meta
-        self.score_threshold = meta.score_threshold if score_threshold is None else float(score_threshold)
-        self.iou_threshold = meta.iou_threshold if iou_threshold is None else float(iou_threshold)
-        self.topk_candidates = meta.topk_candidates if topk_candidates is None else int(topk_candidates)
-        self.max_detections = meta.max_detections if max_detections is None else int(max_detections)
+        try:
+            self.score_threshold = float(meta.score_threshold if score_threshold is None else score_threshold)
+            self.iou_threshold = float(meta.iou_threshold if iou_threshold is None else iou_threshold)
+            self.topk_candidates = int(meta.topk_candidates if topk_candidates is None else topk_candidates)
+            self.max_detections = int(meta.max_detections if max_detections is None else max_detections)
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. a list where the metadata needs a number
+            raise UserError(f"thresholds that are not numbers ({exc}): pass numbers, or re-export the model "
+                            "with export/export_onnx.py") from None
         self.input_size = (meta.input_height, meta.input_width)
+        if self.topk_candidates < 1 or self.max_detections < 1:
+            raise UserError(f"topk_candidates ({self.topk_candidates}) and max_detections ({self.max_detections}) "
+                            "must be at least 1; pass other thresholds, or re-export the model with its defaults")
+        if not (0.0 <= self.iou_threshold <= 1.0) or self.score_threshold != self.score_threshold:
+            raise UserError(f"iou_threshold ({self.iou_threshold}) must lie in 0..1 and score_threshold "
+                            f"({self.score_threshold}) must be a number")
         if meta.output_format == "nms":
             self._check_nms_overrides()
         if meta.output_format == "raw":
@@ -91,16 +136,20 @@ class SSDPostprocessor:
 
     # -- the pieces -----------------------------------------------------------------------------------
 
-    def _window(self, fg: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    def _window(self, fg: np.ndarray, size: int,
+                tie_limit: Optional[int] = None) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
         """(anchor index, label, score) of the ``size`` best scores over all classes that pass the threshold
         and rank within their class's ``topk_candidates``, and whether that window holds every passing
-        score. ``fg`` holds the foreground scores class-major: (C - 1, N)."""
+        score; None when more than ``tie_limit`` per-anchor best scores reach the window's floor (scores tie
+        there, so the window would hold arbitrary ones). ``fg`` holds the foreground scores class-major: (C - 1, N)."""
         # The size-th best per-anchor maximum is a lower bound for the size-th best score overall (those
         # maxima are size distinct candidates), so scores below it can be skipped before partitioning.
         floor = self.score_threshold
         best = fg.max(axis=0)
         if len(best) > size:
             floor = max(floor, float(np.partition(best, len(best) - size)[len(best) - size]))
+            if tie_limit is not None and np.count_nonzero(best >= floor) > tie_limit:
+                return None  # (checked on the N maxima: a pass over all C x N scores costs as much as the window)
         above = fg >= floor if floor > self.score_threshold else fg > self.score_threshold
         cls, anchor_idx = np.nonzero(above)
         scores = fg[cls, anchor_idx]
@@ -120,7 +169,12 @@ class SSDPostprocessor:
         return anchor_idx, cls + 1, scores, complete
 
     def _decode(self, offsets: np.ndarray, anchor_idx: np.ndarray) -> np.ndarray:
-        """torchvision ``BoxCoder.decode_single`` for the selected anchors, clipped to the input."""
+        """torchvision ``BoxCoder.decode_single`` for the selected anchors, clipped to the input (infinite
+        offsets end on the image's edge; NaN ones stay NaN, for the caller to drop)."""
+        with np.errstate(invalid="ignore", over="ignore"):  # huge or infinite offsets: inf, then clipped
+            return self._decode_unchecked(offsets, anchor_idx)
+
+    def _decode_unchecked(self, offsets: np.ndarray, anchor_idx: np.ndarray) -> np.ndarray:
         rel = offsets / self._coder_weights
         wh = self._anchor_wh[anchor_idx]
         ctr = rel[:, :2] * wh + self._anchor_ctr[anchor_idx]
@@ -135,15 +189,16 @@ class SSDPostprocessor:
         np.clip(boxes[:, 1::2], 0, height, out=boxes[:, 1::2])
         return boxes
 
-    def _nms(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Indices kept by class-wise NMS, by decreasing score, at most ``max_detections``.
+    def _nms(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, int]:
+        """Indices kept by class-wise NMS, by decreasing score, at most ``max_detections``, and how many
+        boxes survived NMS before that cut.
 
         OpenCV's C++ greedy NMS, called once per class present: greedy NMS compares each candidate with
         the boxes kept before it, so one call over all classes (torchvision's class-offset trick) would
         compare it with every class's kept boxes, and per class costs a fraction of that.
         """
         if len(scores) == 0:
-            return np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int64), 0
         # Zero-area boxes (clipped away entirely) overlap nothing: torchvision keeps them all, whereas
         # OpenCV would call two of them identical. Keep them aside.
         wh = (boxes[:, 2:] - boxes[:, :2]).astype(np.float64)
@@ -162,7 +217,7 @@ class SSDPostprocessor:
             kept.append(solid[start + np.asarray(picked, dtype=np.int64).reshape(-1)])
         keep = np.concatenate(kept)
         keep = keep[np.argsort(-scores[keep], kind="stable")]
-        return keep[: self.max_detections]
+        return keep[: self.max_detections], len(keep)
 
     def _to_image(self, boxes: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
         ratio = (np.asarray(image_size, dtype=np.float32) / np.asarray(self.input_size, dtype=np.float32))
@@ -182,35 +237,129 @@ class SSDPostprocessor:
             image_size: (height, width) of the original image, to which boxes are scaled.
         """
         fmt = self.meta.output_format
+        self._check_outputs(outputs, index + 1)
         if fmt == "nms":
             return self._from_nms(outputs, image_size, index)
         if fmt == "raw":
             by_class = softmax_by_class(outputs["cls_logits"][index])
         else:
-            by_class = np.ascontiguousarray(np.asarray(outputs["scores"][index], dtype=np.float32).T)
-        # Best scores first: NMS keeps or drops a box by looking only at better boxes of its class, so
-        # once ``max_detections`` boxes survive among the best W, no worse box can enter the result. Most
-        # images settle in the first window; the window grows only when NMS removes many boxes.
+            by_class = _probabilities_by_class(outputs["scores"][index])
+        return self._detect(by_class, outputs, index, image_size)
+
+    def batch(self, outputs: Mapping[str, np.ndarray], image_sizes: Sequence[Tuple[int, int]]) -> List[Detections]:
+        """Detections of the first ``len(image_sizes)`` images of the batch (a fixed-batch model may return
+        padding after them), the same as ``self(outputs, image_sizes[i], i)`` for each ``i``: one softmax
+        over the whole batch, then candidate selection, decoding and NMS per image.
+
+        Args:
+            outputs: as for :meth:`__call__`, leading batch axis B >= ``len(image_sizes)``.
+            image_sizes: (height, width) of each original image.
+        """
+        count = len(image_sizes)
+        if count == 0:
+            return []
+        self._check_outputs(outputs, count)
+        fmt = self.meta.output_format
+        if fmt == "nms":
+            return [self._from_nms(outputs, size, i) for i, size in enumerate(image_sizes)]
+        if fmt == "raw":
+            by_class = softmax_by_class_batch(np.asarray(outputs["cls_logits"])[:count])
+        else:
+            by_class = _probabilities_by_class(np.asarray(outputs["scores"])[:count])
+        return [self._detect(by_class[i], outputs, i, size) for i, size in enumerate(image_sizes)]
+
+    def _check_outputs(self, outputs: Mapping[str, np.ndarray], images: int) -> None:
+        """UserError unless ``outputs`` holds the tensors this model's format needs, of the shapes its
+        metadata implies, with at least ``images`` entries on the batch axis."""
+        fmt = self.meta.output_format
+        formats: Dict[str, Dict[str, Optional[int]]] = {
+            "raw": {"bbox_regression": 4, "cls_logits": self.meta.num_classes},
+            "decoded": {"boxes": 4, "scores": self.meta.num_classes}}
+        expected = formats.get(fmt)
+        if expected is None:  # nms: num_detections (B[, 1]), boxes (B, K, 4), scores and classes (B, K)
+            expected = {"num_detections": None, "detection_boxes": 4, "detection_scores": None,
+                        "detection_classes": None}
+        anchors = len(self._anchor_ctr) if fmt == "raw" else None
+        for name, last in expected.items():
+            if name not in outputs:
+                raise UserError(f"the model has no output '{name}' (outputs: {', '.join(sorted(outputs))}); "
+                                "it does not match its SSD metadata: re-export it with export/export_onnx.py")
+            shape = np.shape(outputs[name])
+            wrong = (len(shape) < 1 or shape[0] < images
+                     or (last is not None and (len(shape) != 3 or shape[2] != last))
+                     or (anchors is not None and len(shape) > 1 and shape[1] != anchors))
+            if wrong:
+                want = f"(B, {anchors or 'N'}, {last})" if last is not None else "a leading batch axis"
+                raise UserError(f"the model's output '{name}' has shape {tuple(shape)}, expected {want} for "
+                                f"{images} image(s) ({self.meta.arch}, {self.meta.num_classes} classes in its "
+                                "metadata): re-export it with export/export_onnx.py")
+        if fmt == "decoded":
+            boxes, scores = np.shape(outputs["boxes"]), np.shape(outputs["scores"])
+            if boxes[1] != scores[1]:
+                raise UserError(f"the model's outputs 'boxes' {boxes} and 'scores' {scores} disagree on the "
+                                "number of boxes: re-export it with export/export_onnx.py")
+
+    def _detect(self, by_class: np.ndarray, outputs: Mapping[str, np.ndarray], index: int,
+                image_size: Tuple[int, int]) -> Detections:
+        """Detections of image ``index`` from its (C, N) class-major scores."""
         fg = by_class[1:]
         size = max(self.topk_candidates, 2 * self.max_detections)
         passing = int(np.count_nonzero(fg > self.score_threshold))
-        if passing <= 4 * size:
-            size = max(passing, 1)  # few enough for one round: no window to grow
+        if passing <= 4 * size:  # few enough for one round (a trained model's usual case)
+            anchor_idx, labels, cand_scores, _ = self._window(fg, max(passing, 1))  # type: ignore[misc]
+            return self._select(outputs, index, anchor_idx, labels, cand_scores, image_size)[0]
+        # Best scores first: NMS keeps or drops a box by looking only at better boxes of its class, so once
+        # ``max_detections`` boxes survive among the best W candidates, no worse box can enter the result.
+        # Most images settle in the first window.
+        window = self._window(fg, size, tie_limit=TIE_FACTOR * size)
+        if window is not None:
+            anchor_idx, labels, cand_scores, complete = window
+            detections, kept = self._select(outputs, index, anchor_idx, labels, cand_scores, image_size)
+            if kept >= self.max_detections or complete:
+                return detections
+            size = max(4 * size, 2 * size * self.max_detections // max(kept, 1))
+        # NMS removed many boxes (near-uniform scores: a randomly initialised or broken model). Rank
+        # torchvision's whole candidate set once, then run NMS on its best W, growing W from there.
+        anchor_idx, labels, cand_scores = self._ranked_candidates(fg)
         while True:
-            anchor_idx, labels, cand_scores, complete = self._window(fg, size)
-            boxes = self._boxes(outputs, index, anchor_idx)
-            keep = self._nms(boxes, cand_scores, labels)
-            if len(keep) >= self.max_detections or complete:
-                break  # enough survivors, or the window already held every passing score
-            size *= 4
-        return Detections(self._to_image(boxes[keep], image_size), cand_scores[keep].astype(np.float32),
-                          labels[keep].astype(np.int64), self.meta.class_names)
+            size = min(size, len(cand_scores))
+            detections, kept = self._select(outputs, index, anchor_idx[:size], labels[:size], cand_scores[:size],
+                                            image_size)
+            if kept >= self.max_detections or size == len(cand_scores):
+                return detections
+            # Grow by what this round's survival rate says is needed (twice, as deeper candidates survive
+            # less), at least fourfold.
+            size = max(4 * size, 2 * size * self.max_detections // max(kept, 1))
 
-    def batch(self, outputs: Mapping[str, np.ndarray], image_sizes: Sequence[Tuple[int, int]]) -> List[Detections]:
-        """Detections of each image of the batch: ``outputs`` as for ``__call__`` with B = len(image_sizes)
-        images first (a padded fixed-batch model may return more; they are ignored), ``image_sizes`` their
-        (height, width)."""
-        return [self(outputs, size, index) for index, size in enumerate(image_sizes)]
+    def _select(self, outputs: Mapping[str, np.ndarray], index: int, anchor_idx: np.ndarray, labels: np.ndarray,
+                scores: np.ndarray, image_size: Tuple[int, int]) -> Tuple[Detections, int]:
+        """Decode the candidates, drop non-finite boxes, NMS: the detections and how many survived NMS."""
+        boxes = self._boxes(outputs, index, anchor_idx)
+        if np.isnan(boxes.sum()):  # a NaN box regression (clipping made every other box finite): no detection
+            finite = ~np.isnan(boxes).any(axis=1)
+            boxes, labels, scores = boxes[finite], labels[finite], scores[finite]
+        keep, survivors = self._nms(boxes, scores, labels)
+        return Detections(self._to_image(boxes[keep], image_size), scores[keep].astype(np.float32),
+                          labels[keep].astype(np.int64), self.meta.class_names), survivors
+
+    def _ranked_candidates(self, fg: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """torchvision's candidates exactly (per class, the ``topk_candidates`` best scores above the
+        threshold) as (anchor index, label, score), best first over all classes. Equal scores are ordered by
+        their rank in their class, then by class, so that the ranking of each class is a prefix-stable order
+        (NMS on the best W decides those W as NMS on all would), and near-uniform scores (a randomly
+        initialised model) spread the best W over the classes instead of filling it with the first class."""
+        k, n = self.topk_candidates, fg.shape[1]
+        if k < n:
+            best = np.argpartition(fg, n - k, axis=1)[:, n - k:]  # (C - 1, k) anchors, unordered
+        else:
+            best = np.broadcast_to(np.arange(n), fg.shape)
+        scores = np.take_along_axis(fg, best, axis=1)
+        by_rank = np.argsort(-scores, axis=1, kind="stable")
+        best, scores = np.take_along_axis(best, by_rank, axis=1), np.take_along_axis(scores, by_rank, axis=1)
+        cls, rank = np.nonzero(scores > self.score_threshold)
+        anchors, scores = best[cls, rank], scores[cls, rank]
+        order = np.lexsort((cls, rank, -scores))
+        return anchors[order], cls[order] + 1, scores[order]
 
     def _boxes(self, outputs: Mapping[str, np.ndarray], index: int, anchor_idx: np.ndarray) -> np.ndarray:
         """Decoded, clipped (M, 4) boxes in input pixels for the selected anchors."""
@@ -221,11 +370,27 @@ class SSDPostprocessor:
         return self._clip(corners * np.array([width, height, width, height], dtype=np.float32))
 
     def _from_nms(self, outputs: Mapping[str, np.ndarray], image_size: Tuple[int, int], index: int) -> Detections:
-        count = int(np.asarray(outputs["num_detections"][index]).reshape(-1)[0])
-        scores = np.asarray(outputs["detection_scores"][index][:count], dtype=np.float32)
+        available = len(outputs["detection_scores"][index])
+        count = np.asarray(outputs["num_detections"][index], dtype=np.float64).reshape(-1)
+        # A count outside 0..K (garbage from a broken engine) means what it can: none, or all K.
+        count_n = int(np.clip(np.nan_to_num(count[0]), 0, available)) if count.size else 0
+        scores = np.asarray(outputs["detection_scores"][index][:count_n], dtype=np.float32)
+        labels = np.asarray(outputs["detection_classes"][index][:count_n], dtype=np.float64)
+        boxes = np.asarray(outputs["detection_boxes"][index][:count_n], dtype=np.float32)
+        # Non-finite scores, NaN boxes and labels that name no class are dropped (infinite corners are clipped).
+        valid = (np.isfinite(scores) & ~np.isnan(boxes).any(axis=1) & (labels >= 1)
+                 & (labels < self.meta.num_classes) & (labels == np.floor(labels)))
         # Best first, ties in the order given: OpenVINO's MulticlassNms orders near-equal scores loosely.
         order = np.argsort(-scores, kind="stable")
+        order = order[valid[order]]
         keep = order[scores[order] > self.score_threshold][: self.max_detections]
-        boxes = self._clip(np.asarray(outputs["detection_boxes"][index][:count][keep], dtype=np.float32).copy())
-        labels = np.asarray(outputs["detection_classes"][index][:count][keep]).astype(np.int64)
-        return Detections(self._to_image(boxes, image_size), scores[keep], labels, self.meta.class_names)
+        return Detections(self._to_image(self._clip(boxes[keep].copy()), image_size), scores[keep],
+                          labels[keep].astype(np.int64), self.meta.class_names)
+
+
+def _probabilities_by_class(scores: np.ndarray) -> np.ndarray:
+    """(..., N, C) probabilities as (..., C, N) float32, with NaN and infinite scores set to 0."""
+    by_class = np.ascontiguousarray(np.swapaxes(np.asarray(scores, dtype=np.float32), -1, -2))
+    if not np.isfinite(by_class.max()):  # one reduction; NaN or +inf anywhere shows here
+        by_class[~np.isfinite(by_class)] = 0.0
+    return by_class

@@ -1,19 +1,80 @@
 from __future__ import annotations
 
+import types
 from pathlib import Path
+from typing import Iterator, Set
 
 import pytest
 
-from tests.reference_models import VOC_MINI
+import tests.reference_models as reference_models
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Names whose use means a test reads the shared VOC sample: the fixture, the path and the helpers built on it
+# (decisive_model re-estimates BatchNorm statistics and scales logits on its images; `exported` builds on it).
+_VOC_MINI_FIXTURES = frozenset({"voc_mini", "exported"})
+_VOC_MINI_NAMES = frozenset({"VOC_MINI", "voc_mini_images", "decisive_model"})
+
+
+def _voc_mini_missing() -> str:
+    """The one-line failure for a test that needs the shared VOC sample when it is absent, or ''."""
+    folder = reference_models.VOC_MINI  # read at call time (a test of this hook points it elsewhere)
+    if (folder / "VOCdevkit").is_dir():
+        return ""
+    return (f"this test needs the shared VOC sample and {folder / 'VOCdevkit'} does not exist: put voc-mini "
+            "(VOCdevkit/VOC2007 with 25 images) at ../shared/data/voc-mini beside the repository")
+
+
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _uses_voc_mini(func: object, seen: Set[int], depth: int = 3) -> bool:
+    """Whether ``func`` (or a module-level function it calls, ``depth`` levels down) names the VOC sample."""
+    code = getattr(func, "__code__", None)
+    if code is None or id(code) in seen:
+        return False
+    seen.add(id(code))
+    scope = getattr(func, "__globals__", {})
+    for part in _code_objects(code):
+        if set(part.co_names) & _VOC_MINI_NAMES or "voc_mini" in part.co_varnames:
+            return True
+        helpers = [scope.get(n) for n in part.co_names]  # the test suite's own helpers, not the library's
+        if depth > 0 and any(_uses_voc_mini(f, seen, depth - 1) for f in helpers
+                             if isinstance(f, types.FunctionType) and f.__module__.startswith("tests")):
+            return True
+    return False
+
+
+def _needs_voc_mini(item: pytest.Item) -> bool:
+    if set(getattr(item, "fixturenames", ())) & _VOC_MINI_FIXTURES:
+        return True
+    seen: Set[int] = set()
+    funcs = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info is not None else ()):
+        funcs.extend(d.func for d in defs)
+    return any(_uses_voc_mini(f, seen) for f in funcs if f is not None)
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture is set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a test that needs ../shared/data/voc-mini at once, in one line, when the folder is missing
+    (rather than deep inside it, e.g. torch's "stack expects a non-empty TensorList")."""
+    missing = _voc_mini_missing()
+    if missing and _needs_voc_mini(item):
+        pytest.fail(missing, pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def voc_mini() -> Path:
-    if not (VOC_MINI / "VOCdevkit").is_dir():
-        pytest.skip(f"the shared VOC sample is not at {VOC_MINI}")
-    return VOC_MINI
+    missing = _voc_mini_missing()
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    return reference_models.VOC_MINI
 
 
 @pytest.fixture(scope="session")
