@@ -95,7 +95,9 @@ class CalibrationCache:
         header, table = data.split(b"\n", 1)
         try:
             stored = json.loads(header[len(CACHE_MAGIC):].decode("utf-8"))
-        except ValueError:
+            if not isinstance(stored, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
             raise UserError(f"{self.path}: its header is corrupt; delete it to recalibrate") from None
         changed = sorted(k for k in set(stored) | set(self.record) if stored.get(k) != self.record.get(k))
         if changed:

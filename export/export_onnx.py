@@ -64,7 +64,7 @@ def export_checkpoint(checkpoint: Path, arch: str, output: Path, num_classes: Op
     from export.architectures import ARCHITECTURES, RawHeadOutputs, describe
     from export.checkpoint import checkpoint_class_count, load_checkpoint
     from export.onnx_model import DEFAULT_OPSET, save_checked, simplify, write_metadata
-    from runtimes.atomic import atomic_outputs, check_output_dir
+    from runtimes.atomic import check_output_dir, temporary_beside
     from runtimes.hashing import sha256_file
 
     if arch not in ARCHITECTURES:
@@ -88,13 +88,16 @@ def export_checkpoint(checkpoint: Path, arch: str, output: Path, num_classes: Op
     started = time.monotonic()
     import onnx
 
-    with atomic_outputs(output) as (raw_path,):
+    raw_path = temporary_beside(output)  # the raw export is read back, never renamed onto --output
+    try:
         # The TorchScript-based exporter: opset 17 in seconds, one self-contained file. (The dynamo
         # exporter needs onnxscript, cannot go below opset 18 here and writes external data.)
         torch.onnx.export(RawHeadOutputs(model), (dummy,), str(raw_path), dynamo=False,
                           opset_version=opset or DEFAULT_OPSET, input_names=[INPUT_NAME],
                           output_names=list(RAW_OUTPUTS), dynamic_axes=dynamic_axes, do_constant_folding=True)
         exported = onnx.load(str(raw_path))
+    finally:
+        raw_path.unlink(missing_ok=True)
     print(f"exported {arch} ({num_classes} classes) in {time.monotonic() - started:.1f} s", flush=True)
     simplified = simplify(exported)
     write_metadata(simplified, meta)

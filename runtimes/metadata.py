@@ -44,6 +44,7 @@ class AnchorConfig:
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
 DYNAMIC_BATCH = 0
+MAX_INPUT_SIDE = 8192  # pixels; more is no SSD input (and would reach cv2.resize as a request for gigabytes)
 QUANTIZATIONS = ("none", "qdq", "nncf")  # qdq: explicit Q/DQ ONNX; nncf: OpenVINO IR with FakeQuantize
 
 
@@ -181,9 +182,9 @@ class ModelMetadata:
         if not isinstance(self.class_names, list) or len(self.class_names) < 2 or \
                 not all(isinstance(n, str) for n in self.class_names):
             problems.append("class_names needs the background and at least one class, as strings")
-        if not (isinstance(self.input_height, int) and isinstance(self.input_width, int)) or \
-                min(self.input_height, self.input_width) < 1:
-            problems.append(f"input size must be positive integers, not {self.input_height!r}x{self.input_width!r}")
+        if not all(type(v) is int and 1 <= v <= MAX_INPUT_SIDE for v in (self.input_height, self.input_width)):
+            problems.append(f"input size must be whole numbers from 1 to {MAX_INPUT_SIDE}, not "
+                            f"{self.input_height!r}x{self.input_width!r}")
         if self.precision not in ("fp32", "fp16", "int8"):
             problems.append(f"unknown precision {self.precision!r}")
         if self.quantization not in QUANTIZATIONS:

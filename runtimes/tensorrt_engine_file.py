@@ -49,6 +49,8 @@ class EngineRecord:
     def from_json(cls, text: str, origin: str) -> "EngineRecord":
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
             if data.get("format") != RECORD_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}")
             meta = ModelMetadata.from_json(json.dumps(data["metadata"]), origin)
@@ -75,7 +77,12 @@ def read_engine(path: "str | Path") -> Tuple[bytes, EngineRecord]:
         raise UserError(f"{path}: no engine record {side.name} beside it (a plan built outside this toolkit, "
                         "e.g. by trtexec, lacks the model metadata); build it with python export/build_engine.py "
                         "--target tensorrt")
-    record = EngineRecord.from_json(side.read_text(encoding="utf-8"), str(side))
+    try:
+        text = side.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{side}: unreadable engine record (not UTF-8 text); rebuild the engine with "
+                        "python export/build_engine.py --target tensorrt") from None
+    record = EngineRecord.from_json(text, str(side))
     plan = path.read_bytes()
     if hashlib.sha256(plan).hexdigest() != record.plan_sha256:
         raise UserError(f"{path}: the plan does not match its record {side.name} (replaced or half-copied?); "

@@ -12,15 +12,7 @@ from tests.fuzz.cases import PARSERS
 from tests.fuzz.harness import format_table, run_cases
 
 # file -> what is wrong there (the fix is in the report of issue #18); drop an entry once it is fixed.
-AWAITING = {
-    "runtimes/tensorrt_engine_file.py": "read_engine: a record that is not UTF-8 or not a JSON object escapes as "
-                                        "UnicodeDecodeError/AttributeError",
-    "calibration/tensorrt_calibrator.py": "CalibrationCache.load: a header that is JSON but not an object "
-                                          "escapes as TypeError/AttributeError",
-    "runtimes/metadata.py": "ModelMetadata.from_json: JSON of the wrong shape or field types escapes",
-    "runtimes/preprocess.py": "metadata input_height/input_width true or 2**31 pass ModelMetadata.validate and "
-                              "reach cv2.resize (the fix belongs in runtimes/metadata.py validate)",
-}
+AWAITING: dict = {}
 
 
 @pytest.fixture(scope="module")
