@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from runtimes.class_names import read_class_names
 from runtimes.errors import UserError
 from runtimes.metadata import VOC_CLASSES
 
@@ -73,13 +74,6 @@ def find_year_dir(root: Path, year: str) -> Path:
             return candidate
     raise UserError(f"{root}: no VOCdevkit/VOC{year} with Annotations/ and JPEGImages/ under it; pass the "
                     "folder that holds VOCdevkit (or --year for another VOC year)")
-
-
-def read_class_names(path: Path) -> List[str]:
-    names = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
-    if not names:
-        raise UserError(f"{path}: the classes file is empty; put one class name per line")
-    return names
 
 
 def _number(text: Optional[str], what: str) -> float:

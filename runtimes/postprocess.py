@@ -23,19 +23,16 @@ candidates) go to that ranked set after one window, or at once when the scores t
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from runtimes.anchors import default_boxes
+from runtimes.box_coder import BoxCoder
 from runtimes.detections import Detections
 from runtimes.errors import UserError
 from runtimes.metadata import ModelMetadata
 
-# torchvision's BoxCoder clamps dw/dh so exp() stays finite: log(1000 / 16).
-BBOX_XFORM_CLIP = np.float32(math.log(1000.0 / 16))
 # More per-anchor best scores than this many windows' worth at the window's floor means they tie there (a
 # randomly initialised SSD's scores are all 1/C: 5.4 windows' worth for SSDLite320, 22 for SSD300); distinct
 # scores put exactly one window's worth there (the floor is the window's size-th best).
@@ -112,11 +109,7 @@ class SSDPostprocessor:
         if meta.output_format == "nms":
             self._check_nms_overrides()
         if meta.output_format == "raw":
-            assert meta.anchors is not None  # validated with the metadata
-            anchors = default_boxes(meta.anchors, meta.input_height, meta.input_width)
-            self._anchor_wh = anchors[:, 2:] - anchors[:, :2]
-            self._anchor_ctr = anchors[:, :2] + np.float32(0.5) * self._anchor_wh
-            self._coder_weights = np.asarray(meta.box_coder_weights, dtype=np.float32)
+            self._coder = BoxCoder.for_model(meta)  # the anchors are validated with the metadata
 
     def _check_nms_overrides(self) -> None:
         """A model that runs NMS itself can only be made stricter: a higher score, fewer detections."""
@@ -172,16 +165,7 @@ class SSDPostprocessor:
         """torchvision ``BoxCoder.decode_single`` for the selected anchors, clipped to the input (infinite
         offsets end on the image's edge; NaN ones stay NaN, for the caller to drop)."""
         with np.errstate(invalid="ignore", over="ignore"):  # huge or infinite offsets: inf, then clipped
-            return self._decode_unchecked(offsets, anchor_idx)
-
-    def _decode_unchecked(self, offsets: np.ndarray, anchor_idx: np.ndarray) -> np.ndarray:
-        rel = offsets / self._coder_weights
-        wh = self._anchor_wh[anchor_idx]
-        ctr = rel[:, :2] * wh + self._anchor_ctr[anchor_idx]
-        size = np.exp(np.minimum(rel[:, 2:], BBOX_XFORM_CLIP)) * wh
-        half = np.float32(0.5) * size
-        boxes = np.concatenate([ctr - half, ctr + half], axis=1)
-        return self._clip(boxes)
+            return self._clip(self._coder.decode(offsets, anchor_idx))
 
     def _clip(self, boxes: np.ndarray) -> np.ndarray:
         height, width = self.input_size
@@ -279,7 +263,7 @@ class SSDPostprocessor:
         if expected is None:  # nms: num_detections (B[, 1]), boxes (B, K, 4), scores and classes (B, K)
             expected = {"num_detections": None, "detection_boxes": 4, "detection_scores": None,
                         "detection_classes": None}
-        anchors = len(self._anchor_ctr) if fmt == "raw" else None
+        anchors = len(self._coder.anchor_ctr) if fmt == "raw" else None
         for name, last in expected.items():
             if name not in outputs:
                 raise UserError(f"the model has no output '{name}' (outputs: {', '.join(sorted(outputs))}); "

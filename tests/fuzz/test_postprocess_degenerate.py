@@ -87,8 +87,8 @@ def test_near_uniform_distinct_scores_equal_torchvision(lite, seed, collapsed, m
     post = SSDPostprocessor(meta)
     if collapsed:  # offsets that decode every anchor to about the same 100 x 80 box in the middle
         target = np.array([160, 160], np.float32) + rng.normal(0, 2, (n, 2)).astype(np.float32)
-        raw["bbox_regression"][0, :, :2] = 10 * (target - post._anchor_ctr) / post._anchor_wh
-        raw["bbox_regression"][0, :, 2:] = 5 * np.log(np.array([100, 80], np.float32) / post._anchor_wh)
+        raw["bbox_regression"][0, :, :2] = 10 * (target - post._coder.anchor_ctr) / post._coder.anchor_wh
+        raw["bbox_regression"][0, :, 2:] = 5 * np.log(np.array([100, 80], np.float32) / post._coder.anchor_wh)
     ranked = []
     original = SSDPostprocessor._ranked_candidates
     monkeypatch.setattr(SSDPostprocessor, "_ranked_candidates",
