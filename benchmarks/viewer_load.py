@@ -33,10 +33,10 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.pop(1)
 
-from apps.overlay import draw
 from calibration.synthetic import ensure_demo_dataset
 from export.demo_model import demo_onnx
 from runtimes.loader import load_detector
+from streams.overlay import draw
 from webview.live import LiveView
 
 

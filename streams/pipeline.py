@@ -96,7 +96,7 @@ class StreamOutput:
             self.pipeline.fail(exc)
 
     def _handle(self, frame: CapturedFrame, detections: Detections, timings: Dict[str, float]) -> None:
-        from apps.overlay import draw
+        from streams.overlay import draw
 
         p = self.pipeline
         if p.options.classes:

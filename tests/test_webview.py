@@ -45,8 +45,8 @@ def generated_video(path: Path, images: List[Path], size: Tuple[int, int], count
 
 def annotated_run(onnx: Path, video: Path, stream: str, limit: int = 0):
     """(annotated frame, record) per frame of ``video``: the real detector, the app's overlay, the brief's record."""
-    from apps.overlay import draw
     from runtimes.loader import load_detector
+    from streams.overlay import draw
 
     detector = load_detector(onnx, score_threshold=0.4)  # the model's own 0.001 would draw hundreds of boxes
     capture = cv2.VideoCapture(str(video))
