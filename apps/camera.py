@@ -35,13 +35,14 @@ from runtimes.errors import UserError
 
 
 def load(args: argparse.Namespace):
-    """The detector, with the runtime's options for requests in flight unless ``--async-depth 0``."""
+    """The detector, with the runtime's options for several requests in flight unless ``--async-depth`` is 0
+    or 1."""
     from runtimes.loader import load_detector, runtime_for
 
     options: Dict[str, Any] = {}
     if args.score_threshold is not None:
         options["score_threshold"] = args.score_threshold
-    if args.async_depth != 0:
+    if args.async_depth is None or args.async_depth > 1:  # one request in flight runs fastest with the latency hint
         options.update(runtime_for(args.model, args.runtime).throughput_options)
     detector = load_detector(args.model, args.runtime, **options)
     if detector.shares_cpu:
