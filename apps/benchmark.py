@@ -64,8 +64,8 @@ def plan_rows(args: argparse.Namespace) -> List[Dict[str, Any]]:
             row: Dict[str, Any] = {"runtime": runtime, "precision": precision,
                                    "nms": args.nms if runtime in ("openvino", "tensorrt") else "host"}
             reason = unavailable_reason(runtime)
-            if reason is None and runtime in ("pytorch", "onnxruntime") and precision != "fp32":
-                reason = f"{runtime} rows are FP32 (the reference); FP16/INT8 are built for OpenVINO and TensorRT"
+            if reason is None and runtime == "pytorch" and precision != "fp32":
+                reason = "pytorch rows are FP32 (the reference)"
             if reason is None and runtime == "pytorch" and args.checkpoint is None and args.models:
                 reason = "no checkpoint given (--models has no PyTorch weights)"
             row["status"] = "planned" if reason is None else f"unavailable: {reason}"
@@ -100,7 +100,9 @@ def build_artifacts(rows: List[Dict[str, Any]], args: argparse.Namespace, output
             if row["runtime"] == "pytorch":
                 row.update(model=str(checkpoint), arch=arch, class_names=meta.class_names[1:])
             elif row["runtime"] == "onnxruntime":
-                row["model"] = str(onnx_path)
+                if row["precision"] == "int8" and calibration is None:
+                    calibration = _calibration(args, source)
+                row["model"] = str(_onnx_variant(onnx_path, meta, row["precision"], output_dir, calibration))
             elif row["runtime"] == "openvino":
                 if row["precision"] == "int8" and calibration is None:
                     calibration = _calibration(args, source)
@@ -149,6 +151,43 @@ def _tensorrt_engine(onnx_path: Path, precision: str, output_dir: Path, args: ar
     print(f"building {engine.name} ...", flush=True)
     build(command)
     return engine
+
+
+def _onnx_variant(onnx_path: Path, meta, precision: str, output_dir: Path, calibration) -> Path:
+    """The ONNX ONNX Runtime runs at ``precision``: the exported FP32, the FP16 ONNX (export/fp16_onnx.py) or the
+    Q/DQ INT8 ONNX (export/qdq_onnx.py, TensorRT's explicit route), rebuilt unless one made here from the same
+    ONNX (and calibration, and Q/DQ recipe) exists."""
+    from export.onnx_model import load_onnx, read_metadata
+    from export.qdq_onnx import QDQ_SETTINGS
+    from runtimes.hashing import sha256_file
+
+    if precision == "fp32":
+        return onnx_path
+    out = output_dir / (f"{onnx_path.stem}_int8_qdq.onnx" if precision == "int8" else f"{onnx_path.stem}_fp16.onnx")
+    if out.is_file():
+        try:
+            made = read_metadata(load_onnx(out), str(out))
+        except UserError:
+            made = None
+        record = (made.extra.get("quantization" if precision == "int8" else "fp16_onnx") or {}) if made else {}
+        same = record.get("source_onnx_sha256") == sha256_file(onnx_path)
+        if precision == "int8":
+            same = same and record.get("calibration") == calibration.record() and \
+                record.get("recipe") == QDQ_SETTINGS["recipe"] and record.get("method") == "minmax" and \
+                not record.get("kept_in_float")
+        if same:
+            print(f"reusing {out.name} (built from the same inputs)")
+            return out
+    print(f"building {out.name} ...", flush=True)
+    if precision == "int8":
+        from export.qdq_onnx import build_qdq_onnx
+
+        build_qdq_onnx(onnx_path, meta, calibration, out, "minmax", show_progress=False)
+    else:
+        from export.fp16_onnx import build_fp16_onnx
+
+        build_fp16_onnx(onnx_path, meta, out)
+    return out
 
 
 def _openvino_ir(onnx_path: Path, meta, precision: str, output_dir: Path, calibration, nms: str) -> Path:
@@ -587,7 +626,7 @@ def _row_for_file(path: Path, args: argparse.Namespace) -> Dict[str, Any]:
 
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
-    runtime = runtime_for(path)
+    runtime = runtime_for(path).name
     reason = unavailable_reason(runtime)
     precision = next((p for p in PRECISIONS if p in path.stem.lower()), "fp32")
     return {"runtime": runtime, "precision": precision, "model": str(path),

@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--val-split", default="val", help="validation split (default: %(default)s)")
     cal.add_argument("--max-map-drop", type=float, help="accuracy-aware INT8: keep sensitive layers in FP until "
                      "the mAP drop (VOC07 points) is at most this (default: off)")
+    cal.add_argument("--max-float-layers", type=int, default=8,
+                     help="Q/DQ route with --max-map-drop: most Conv layers kept in float before giving up "
+                          "(default: %(default)s)")
+    cal.add_argument("--int8-report", nargs="?", const="", metavar="FOLDER",
+                     help="per-layer INT8 sensitivity report (Markdown, CSV, plot) into FOLDER (default when "
+                          "given bare: OUTPUT/NAME_int8_report)")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: outputs/)")
     p.add_argument("--nms", choices=NMS_MODES, default="host",
                    help="engine: decoding and NMS inside the engine or IR, which returns final detections "
@@ -212,14 +218,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"source: {source.description}: {meta.arch}, {meta.input_width}x{meta.input_height}, "
           f"{meta.num_classes - 1} classes")
 
-    if args.max_map_drop is not None and target != "openvino":
-        raise UserError("--max-map-drop (accuracy-aware INT8) uses NNCF's accuracy control: use it with "
-                        "--target openvino")
+    _check_int8_options(args, target, precision)
     if target == "onnx":
         return _build_onnx(args, source, meta, precision, output_dir)
     if target == "tensorrt":
         return _build_tensorrt(args, source, meta, precision, output_dir)
     return _build_openvino(args, source, meta, precision, output_dir)
+
+
+def _check_int8_options(args: argparse.Namespace, target: str, precision: str) -> None:
+    """--max-map-drop and --int8-report: INT8 on OpenVINO or the Q/DQ route (--target onnx, TensorRT's explicit
+    route), a budget of 0 or more."""
+    asked = [flag for flag, value in (("--max-map-drop", args.max_map_drop), ("--int8-report", args.int8_report))
+             if value is not None]
+    if not asked:
+        return
+    if precision != "int8":
+        raise UserError(f"{asked[0]} applies to INT8: add --int8")
+    if args.max_map_drop is not None and args.max_map_drop < 0:
+        raise UserError(f"--max-map-drop must be 0 or more (the VOC07 mAP points INT8 may lose), "
+                        f"got {args.max_map_drop}")
+    if args.max_float_layers < 1:
+        raise UserError(f"--max-float-layers must be at least 1, got {args.max_float_layers}")
+    if target not in ("onnx", "openvino", "tensorrt"):
+        raise UserError(f"{asked[0]} applies to --target onnx, openvino or tensorrt")
+    if target == "tensorrt":
+        route = args.int8_route
+        if route == "auto":
+            from runtimes.tensorrt_support import Capabilities, parse_version, require_tensorrt
+
+            route = Capabilities(parse_version(require_tensorrt())).default_int8_route()
+        if route != "explicit":
+            raise UserError(f"{asked[0]} with TensorRT covers the explicit INT8 route (the Q/DQ model), not the "
+                            f"implicit calibrator this build uses: add --int8-route explicit")
 
 
 def _qdq_model(args: argparse.Namespace, source: ModelSource, meta, output_dir: Path) -> Path:
@@ -229,15 +260,74 @@ def _qdq_model(args: argparse.Namespace, source: ModelSource, meta, output_dir: 
     from export.tensorrt_build import has_qdq
 
     if has_qdq(meta):
+        if args.max_map_drop is not None or args.int8_report is not None:
+            raise UserError(f"{source.onnx} is already a Q/DQ model: --max-map-drop and --int8-report start from "
+                            "the FP32 ONNX; pass that to --onnx")
         print(f"INT8: {source.onnx} is already a Q/DQ model; building it as is")
         return source.onnx
+    import shutil
+    import tempfile
+
     out = output_dir / f"{source.stem}_int8_qdq.onnx"
-    report = build_qdq_onnx(source.onnx, meta, calibration_set(args, source), out, args.qdq_method)
-    print(f"built the Q/DQ INT8 ONNX in {report.seconds:.1f} s: {out}")
-    validation = validation_set(args, source, meta)
-    if validation is not None:
-        _compare_with_fp32(source, out, validation, args, runtimes=("onnxruntime", "openvino"))
+    validation = validation_set(args, source, meta)  # first: a missing split is reported before any work
+    images = calibration_set(args, source)
+    # Ranges calibrated once, shared by the gate's mixes and the report's variants (which differ only in the
+    # layers kept in float); removed with the folder, whatever happens.
+    work = Path(tempfile.mkdtemp(prefix=f".{source.stem}.qdq.", dir=output_dir))
+    try:
+        ranges, kept = work / "ranges.json", []
+        if args.max_map_drop is None:
+            report = build_qdq_onnx(source.onnx, meta, images, out, args.qdq_method, ranges_cache=ranges)
+            print(f"built the Q/DQ INT8 ONNX in {report.seconds:.1f} s: {out}")
+            if validation is not None:
+                _compare_with_fp32(source, out, validation, args, runtimes=("onnxruntime", "openvino"))
+        else:
+            kept = _gated_qdq(args, source, meta, images, validation, out, work)
+        if args.int8_report is not None:
+            from export.int8_report import qdq_report, summary_lines
+
+            folder = Path(args.int8_report) if args.int8_report else output_dir / f"{source.stem}_int8_report"
+            sensitivity = qdq_report(source.onnx, meta, images, folder, validation, args.qdq_method,
+                                     keep_in_float=kept, ranges_cache=ranges)
+            print("\n".join(summary_lines(sensitivity, folder)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _gated_qdq(args: argparse.Namespace, source: ModelSource, meta, images, validation, out: Path,
+               work: Path) -> list:
+    """The Q/DQ model within --max-map-drop (export/qdq_gate.py), its cost in speed and a second opinion
+    printed; returns the layers kept in float."""
+    from export.int8_sensitivity import quantized_convs
+    from export.onnx_model import load_onnx
+    from export.qdq_gate import gate_qdq, openvino_latency_ms, other_split
+    from export.qdq_onnx import build_qdq_onnx
+
+    ranges = work / "ranges.json"
+    gate = gate_qdq(source.onnx, meta, images, validation, out, args.max_map_drop, args.qdq_method,
+                    args.max_float_layers, ranges_cache=ranges)
+    plain = build_qdq_onnx(source.onnx, meta, images, work / "plain.onnx", args.qdq_method, show_progress=False,
+                           ranges_cache=ranges).path
+    total = len(quantized_convs(load_onnx(plain)))
+    print(f"built the accuracy-gated Q/DQ INT8 ONNX in {gate.seconds:.0f} s: {out}")
+    print(f"layers kept in float: {len(gate.kept)} of {total} Conv layers"
+          + "".join(f"\n  {name}" for name in gate.kept))
+    print(f"final drop (ONNX Runtime, {validation.year_dir.name}/{validation.split}): {gate.drop:.2f} points "
+          f"(budget {args.max_map_drop}; plain Q/DQ {gate.steps[0].drop(gate.fp32_map):.2f})")
+    if gate.kept:
+        plain_ms, gated_ms = openvino_latency_ms([plain, out])
+        print(f"cost in speed (OpenVINO CPU latency of the Q/DQ model, alternated in this run): plain "
+              f"{plain_ms:.2f} ms, gated {gated_ms:.2f} ms ({gated_ms / plain_ms:.2f}x)")
+    else:
+        print("nothing kept in float: the plain Q/DQ model meets the budget (no cost in speed)")
+    _compare_with_fp32(source, out, validation, args, runtimes=("openvino",), label="gated INT8")
+    other = other_split(validation)
+    if other is not None:
+        print("on the split the gate did not see:")
+        _compare_with_fp32(source, out, other, args, runtimes=("onnxruntime", "openvino"), label="gated INT8",
+                           show_budget=False)
+    return gate.kept
 
 
 def _fp16_model(args: argparse.Namespace, source: ModelSource, meta, output_dir: Path) -> Path:
@@ -380,22 +470,31 @@ def _build_openvino(args: argparse.Namespace, source: ModelSource, meta, precisi
         print(f"layers left in floating point: {len(kept)}{shown}")
         if validation is not None:
             _compare_with_fp32(source, out, validation, args)
+        if args.int8_report is not None:
+            from export.int8_report import openvino_report, summary_lines
+
+            folder = Path(args.int8_report) if args.int8_report else output_dir / f"{source.stem}_int8_report"
+            if args.max_map_drop is not None or in_graph_nms:
+                print("note: the INT8 report analyses NNCF's plain quantization of the network (host NMS), "
+                      "not the accuracy-aware or in-graph-NMS IR written")
+            assert calibration is not None  # INT8 has it
+            sensitivity = openvino_report(source.onnx, meta, calibration, folder, validation)
+            print("\n".join(summary_lines(sensitivity, folder)))
     return 0
 
 
 def _compare_with_fp32(source: ModelSource, quantized: Path, validation, args: argparse.Namespace,
-                      runtimes=("openvino",), label: str = "INT8") -> None:
+                      runtimes=("openvino",), label: str = "INT8", show_budget: bool = True) -> None:
     from calibration.evaluation import evaluate_detector
     from runtimes.loader import load_detector
 
     print(f"judging accuracy on {len(validation)} images ({validation.year_dir.name}/{validation.split}) ...")
-    budget = f" (budget {args.max_map_drop})" if args.max_map_drop is not None else ""
+    budget = f" (budget {args.max_map_drop})" if args.max_map_drop is not None and show_budget else ""
     for runtime in runtimes:
         fp32 = evaluate_detector(load_detector(source.onnx, runtime), validation, show_progress=False).map
         reduced = evaluate_detector(load_detector(quantized, runtime), validation, show_progress=False).map
         print(f"mAP (VOC07) on {runtime}: FP32 {100 * fp32:.2f}, {label} {100 * reduced:.2f}, "
               f"drop {100 * (fp32 - reduced):.2f} points{budget}")
-
 
 
 def _build_triton(args: argparse.Namespace, output_dir: Path) -> int:

@@ -49,8 +49,10 @@ def test_every_combination_gives_a_row_or_a_reason(tmp_path, demo_model):
     rows = {(r["runtime"], r["precision"]): r for r in data["rows"]}
     assert len(rows) == 12
     ok = {k for k, r in rows.items() if r["status"] == "ok"}
-    assert ok == {("pytorch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"),
-                  ("openvino", "int8")}
+    assert ok == {("pytorch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"),
+                  ("openvino", "fp32"), ("openvino", "fp16"), ("openvino", "int8")}
+    assert rows[("onnxruntime", "int8")]["model"].endswith("_int8_qdq.onnx")
+    assert rows[("onnxruntime", "fp16")]["model"].endswith("_fp16.onnx")
     for key, row in rows.items():
         if key not in ok:
             assert row["status"].startswith("unavailable: ") and len(row["status"]) > 20
@@ -106,3 +108,45 @@ def test_nms_inside_the_model_rows_give_the_reference_accuracy(tmp_path, demo_mo
     # NMS inside the IR finds what the host post-processor finds: the same mAP as the reference row.
     assert rows["openvino"]["map_voc07"] == pytest.approx(rows["onnxruntime"]["map_voc07"], abs=2e-4)
     assert "| openvino (NMS in model) | FP32 |" in (out / "benchmark.md").read_text()
+
+
+@pytest.mark.slow
+def test_onnx_runtime_rows_run_the_qdq_and_fp16_models_rebuilt_when_their_inputs_change(demo_model, tmp_path,
+                                                                                         capsys):
+    import argparse
+    import shutil
+
+    import onnx
+
+    from apps.benchmark import _onnx_variant, plan_rows
+    from calibration.stream import select_images
+    from export.onnx_model import load_onnx, read_metadata, write_metadata
+
+    args = argparse.Namespace(runtimes=["onnxruntime"], precisions=["fp32", "fp16", "int8"], nms="host",
+                              checkpoint=None, models=None)
+    assert [r["status"] for r in plan_rows(args)] == ["planned"] * 3
+    _, onnx_path, data = demo_model
+    meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
+    eight, nine = (select_images(data, n, 0, split="train") for n in (8, 9))
+    assert _onnx_variant(onnx_path, meta, "fp32", tmp_path, None) == onnx_path
+    qdq = _onnx_variant(onnx_path, meta, "int8", tmp_path, eight)
+    fp16 = _onnx_variant(onnx_path, meta, "fp16", tmp_path, None)
+    built = read_metadata(load_onnx(qdq), str(qdq))
+    assert (built.precision, built.quantization) == ("int8", "qdq") and built.extra["quantization"]["calibration"][
+        "images"] == 8
+    assert read_metadata(load_onnx(fp16), str(fp16)).precision == "fp16"
+    capsys.readouterr()
+    _onnx_variant(onnx_path, meta, "int8", tmp_path, eight)
+    _onnx_variant(onnx_path, meta, "fp16", tmp_path, None)
+    assert capsys.readouterr().out.count("reusing") == 2
+    _onnx_variant(onnx_path, meta, "int8", tmp_path, nine)  # other images: rebuilt
+    assert read_metadata(load_onnx(qdq), str(qdq)).extra["quantization"]["calibration"]["images"] == 9
+    other = tmp_path / "src" / onnx_path.name  # another source ONNX (same network, other metadata): rebuilt
+    other.parent.mkdir()
+    shutil.copyfile(onnx_path, other)
+    model = load_onnx(other)
+    write_metadata(model, meta.replace(score_threshold=0.02))
+    onnx.save(model, str(other))
+    capsys.readouterr()
+    _onnx_variant(other, meta, "fp16", tmp_path, None)
+    assert "building" in capsys.readouterr().out

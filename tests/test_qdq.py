@@ -30,17 +30,20 @@ def qdq_build(demo_model, tmp_path_factory):
     return out / "ssdlite320_shapes_int8_qdq.onnx", result.stdout
 
 
-def test_qdq_model_has_the_form_tensorrt_expects(qdq_build):
-    path, _ = qdq_build
-    model = load_onnx(path)
-    meta = read_metadata(model, str(path))
-    assert has_qdq(meta) and meta.extra["quantization"]["calibration"]["images"] == 300
+def assert_tensorrt_qdq_form(model: onnx.ModelProto, kept_in_float=()) -> None:
+    """Q/DQ on the data and weight inputs of every Conv but those ``kept_in_float`` (which take float inputs
+    and weights), int8 per-channel weights, float biases, symmetric int8 (zero points of 0), no Q/DQ
+    anywhere else (the network outputs stay float), and a model the ONNX checker accepts."""
     init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     producers = {o: n for n in model.graph.node for o in n.output}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    assert len(convs) > 50
+    assert len(convs) > 30 and set(kept_in_float) <= {c.name for c in convs}
     for conv in convs:
         data, weight = (producers.get(name) for name in conv.input[:2])
+        if conv.name in kept_in_float:
+            assert data is None or data.op_type != "DequantizeLinear", conv.name
+            assert conv.input[1] in init and init[conv.input[1]].dtype == np.float32, conv.name
+            continue
         assert data is not None and data.op_type == "DequantizeLinear", conv.name
         assert weight is not None and weight.op_type == "DequantizeLinear", conv.name
         if len(conv.input) > 2:  # biases stay float: TensorRT fuses them itself
@@ -51,7 +54,23 @@ def test_qdq_model_has_the_form_tensorrt_expects(qdq_build):
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
             zero = init[node.input[2]]
             assert zero.dtype == np.int8 and not zero.any()  # symmetric int8: zero points of 0
+    consumers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    for node in model.graph.node:  # Q/DQ only where a Conv reads (a residual Add may share it), so the
+        if node.op_type == "DequantizeLinear":  # network outputs, read by no Conv, stay float
+            assert "Conv" in consumers.get(node.output[0], []), node.name
     onnx.checker.check_model(model, full_check=True)
+
+
+def test_qdq_model_has_the_form_tensorrt_expects(qdq_build):
+    path, _ = qdq_build
+    model = load_onnx(path)
+    meta = read_metadata(model, str(path))
+    assert has_qdq(meta) and meta.extra["quantization"]["calibration"]["images"] == 300
+    assert meta.extra["quantization"]["kept_in_float"] == []
+    assert_tensorrt_qdq_form(model)
 
 
 def test_qdq_model_accuracy_within_one_point_of_fp32(qdq_build, demo_model):
