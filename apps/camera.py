@@ -34,9 +34,9 @@ from runtimes.cli import run_cli
 from runtimes.errors import UserError
 
 
-def load(args: argparse.Namespace):
+def load(args: argparse.Namespace, max_batch: Optional[int] = None):
     """The detector, with the runtime's options for several requests in flight unless ``--async-depth`` is 0
-    or 1."""
+    or 1, taking ``max_batch`` (or ``--batch-size``) frames per call."""
     from runtimes.loader import load_detector, runtime_for
 
     options: Dict[str, Any] = {}
@@ -44,12 +44,30 @@ def load(args: argparse.Namespace):
         options["score_threshold"] = args.score_threshold
     if args.async_depth is None or args.async_depth > 1:  # one request in flight runs fastest with the latency hint
         options.update(runtime_for(args.model, args.runtime).throughput_options)
+    if max_batch or args.batch_size:
+        options["max_batch"] = max_batch or args.batch_size
     detector = load_detector(args.model, args.runtime, **options)
     if detector.shares_cpu:
         from runtimes.preprocess import leave_cores_to_runtime
 
         leave_cores_to_runtime()  # OpenCV single-threaded beside a CPU runtime (process-wide)
     return detector
+
+
+def scheduled_detector(args: argparse.Namespace, streams: int, log=print):
+    """The detector and how the streams share it (streams/scheduler.plan_schedule). A dynamic-batch model is
+    compiled again for the batch the schedule uses when that is smaller: a batch axis bounded to more ran
+    slower at batch 1 on a CPU (docs/multistream.md)."""
+    from streams.scheduler import plan_schedule
+
+    depth = None if args.async_depth is None else max(1, args.async_depth)
+    detector = load(args)
+    schedule = plan_schedule(detector, streams, args.batch_size, depth)
+    if schedule.batch < detector.max_batch and detector.meta.inputs.dynamic_batch:
+        detector.close()
+        detector = load(args, max_batch=schedule.batch)
+        log(f"model compiled again for {schedule.batch} frame{'s' if schedule.batch > 1 else ''} per call")
+    return detector, schedule
 
 
 def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=print):
@@ -67,7 +85,6 @@ def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=p
         log("no DISPLAY: running headless")
         show = False
     return PipelineOptions(
-        batch_size=args.batch_size, depth=None if args.async_depth is None else max(1, args.async_depth),
         batch_timeout_s=args.batch_timeout / 1000.0, classes=keep, realtime=args.realtime,
         max_frames=args.max_frames, show=show, output=args.output, json=args.json,
         csi=CsiOptions(args.csi_sensor_mode, args.csi_width, args.csi_height, args.csi_fps, args.csi_flip))
@@ -83,13 +100,13 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
 
     specs = stream_specs(args.source or [], args.sources)
     names = [spec.name for spec in specs]
-    detector = load(args)
+    detector, schedule = scheduled_detector(args, len(specs), log)
     analytics = view = None
     try:
         analytics = analytics_for(args, names, detector.class_names, log)
         view = live_view_for(args, names, log)
-        pipeline = Pipeline(detector, specs, pipeline_options(args, detector.class_names, log), log, analytics,
-                            [view] if view is not None else [])
+        pipeline = Pipeline(detector, specs, schedule, pipeline_options(args, detector.class_names, log), log,
+                            analytics, [view] if view is not None else [])
         pipeline.open()
         summary = pipeline.run(stop)
     finally:

@@ -25,7 +25,7 @@ from runtimes.requests import RequestResult
 from streams.capture import CapturedFrame, StreamCapture
 from streams.config import StreamSpec
 from streams.outputs import JsonLines, VideoOutput, video_paths
-from streams.scheduler import BatchScheduler, Schedule, plan_schedule
+from streams.scheduler import BatchScheduler, Schedule
 from streams.sources import CsiOptions
 from streams.stats import StreamStats, percentile
 
@@ -55,8 +55,6 @@ class Analytics(Protocol):
 class PipelineOptions:
     """How a run is scheduled and what it writes (the camera app's options)."""
 
-    batch_size: Optional[int] = None  # frames per network call (None: chosen per runtime, plan_schedule)
-    depth: Optional[int] = None  # requests in flight (None: chosen per runtime)
     batch_timeout_s: float = 0.010  # how long a round waits for slower streams
     classes: Optional[List[str]] = None  # class names to keep (None: all)
     realtime: bool = False
@@ -124,18 +122,18 @@ class StreamOutput:
 
 
 class Pipeline:
-    """Runs ``specs`` on ``detector`` with ``options``; see the module docstring."""
+    """Runs ``specs`` on ``detector`` as ``schedule`` says (streams/scheduler.plan_schedule) with ``options``;
+    see the module docstring."""
 
-    def __init__(self, detector: Detector, specs: Sequence[StreamSpec], options: PipelineOptions,
+    def __init__(self, detector: Detector, specs: Sequence[StreamSpec], schedule: Schedule, options: PipelineOptions,
                  log: Callable[[str], None] = print, analytics: Optional[Analytics] = None,
                  observers: Sequence[Observer] = ()) -> None:
-        self.detector, self.specs, self.options, self.log = detector, list(specs), options, log
+        self.detector, self.specs, self.schedule, self.options, self.log = detector, list(specs), schedule, options, log
         self.analytics, self.observers = analytics, list(observers)
         self.annotate = bool(options.output is not None or options.show or observers)
         self.captures: List[StreamCapture] = []
         self.outputs: Dict[str, StreamOutput] = {}
         self.json: Optional[JsonLines] = None
-        self.schedule: Optional[Schedule] = None
         self.errors: List[BaseException] = []
         self.stop = threading.Event()
         self.started = self.ended = 0.0
@@ -161,7 +159,6 @@ class Pipeline:
                 raise UserError(str(failures[0].error))
             raise UserError(f"none of the {len(failures)} streams could be opened: "
                             + "; ".join(f"{c.name}: {c.error}" for c in failures))
-        self.schedule = plan_schedule(self.detector, len(self.captures), self.options.batch_size, self.options.depth)
         self.log(f"model: {self.detector.describe()}; {self.schedule.reason}")
         for capture in self.captures:
             path = videos[capture.name]
@@ -172,9 +169,8 @@ class Pipeline:
 
     def run(self, stop: Optional[threading.Event] = None) -> Dict[str, Any]:
         """Run until every stream has ended or ``stop`` is set; the summary."""
-        if self.schedule is None:
+        if not self.captures:
             self.open()
-        assert self.schedule is not None
         if stop is not None:
             self.stop = stop
         requests = self.detector.requests(self.schedule.depth)
@@ -284,6 +280,5 @@ class Pipeline:
             "dropped_stale_frames": sum(s["dropped_stale_frames"] for s in per_stream.values()),
             "reopens": sum(s["reopens"] for s in per_stream.values()),
             "streams": per_stream}
-        if self.schedule is not None:
-            summary["schedule"] = {"batch": self.schedule.batch, "requests_in_flight": self.schedule.depth}
+        summary["schedule"] = {"batch": self.schedule.batch, "requests_in_flight": self.schedule.depth}
         return summary

@@ -156,7 +156,7 @@ def _open_capture(spec: SourceSpec, opener: Optional[Callable] = None):
 
 
 class FileSource(FrameSource):
-    """A video file, every frame in order (``realtime``: skip frames to keep pace with the file's rate)."""
+    """A video file, every frame in order (``realtime``: at the file's rate, frames it is late for skipped)."""
 
     def __init__(self, spec: SourceSpec, realtime: bool = False, opener: Optional[Callable] = None) -> None:
         import cv2
@@ -169,6 +169,9 @@ class FileSource(FrameSource):
 
     def read(self) -> Optional[Frame]:
         if self.realtime and self.index >= 0:
+            early = self.start + (self.index + 1) / self.fps - time.monotonic()
+            if early > 0:
+                time.sleep(early)  # the next frame is not due yet: the file's pace, like a camera's
             due = int((time.monotonic() - self.start) * self.fps)
             while self.index + 1 < due:  # drop frames we are late for
                 if not self.cap.grab():

@@ -210,3 +210,18 @@ def test_jetson_pipelines_decode_rtsp_in_hardware_and_open_several_csi_cameras()
     assert "nvv4l2decoder" not in parse_source("rtsp://cam/s", gstreamer=True, jetson=False).attempts[0][0]
     two = [parse_source(f"csi://{i}", gstreamer=True).attempts[0][1][0] for i in (0, 1)]
     assert two[0].startswith("nvarguscamerasrc sensor-id=0 ") and two[1].startswith("nvarguscamerasrc sensor-id=1 ")
+
+
+def test_realtime_files_keep_their_own_pace(tmp_path, images):
+    from streams.sources import FileSource
+
+    clip = write_video(tmp_path / "paced.avi", images[:12], fps=25.0)
+    source = FileSource(parse_source(str(clip)), realtime=True)
+    stamps = []
+    while True:
+        item = source.read()
+        if item is None:
+            break
+        stamps.append(item[1])
+    source.close()
+    assert len(stamps) == 12 and stamps[-1] - stamps[0] >= 11 / 25.0 - 0.01  # not faster than 25 FPS
