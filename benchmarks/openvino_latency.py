@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.pop(1)
 
-from apps.benchmark import benchmark_app_median
+from benchmarking.measure import benchmark_app_median
 from calibration.images import read_image
 from calibration.stream import select_images
 from calibration.synthetic import ensure_demo_dataset

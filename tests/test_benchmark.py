@@ -80,7 +80,7 @@ def test_every_combination_gives_a_row_or_a_reason(tmp_path, demo_model):
 
 
 def test_benchmark_app_cross_check_runs_side_by_side(demo_irs):
-    from apps.benchmark import benchmark_app_cross_check
+    from benchmarking.measure import benchmark_app_cross_check
     from runtimes.loader import load_detector
 
     detector = load_detector(demo_irs["fp32"])
@@ -118,7 +118,7 @@ def test_onnx_runtime_rows_run_the_qdq_and_fp16_models_rebuilt_when_their_inputs
 
     import onnx
 
-    from apps.benchmark import _onnx_variant, plan_rows
+    from benchmarking.plan import _onnx_variant, plan_rows
     from calibration.stream import select_images
     from export.onnx_model import load_onnx, read_metadata, write_metadata
 
