@@ -88,12 +88,9 @@ def build_artifacts(rows: List[Dict[str, Any]], args: argparse.Namespace, output
 
 
 def _calibration(args: argparse.Namespace, source):
-    from calibration.stream import select_images
-    from calibration.synthetic import ensure_demo_dataset
+    from calibration.stream import calibration_images
 
-    root = Path(args.calib_data) if args.calib_data else ensure_demo_dataset(verbose=False)
-    split = "train" if args.calib_data is None else "trainval"
-    return select_images(root, args.calib_images, 0, "2007", split)
+    return calibration_images(args.calib_data, args.calib_images, demo=source.is_demo, verbose=False)
 
 
 def _tensorrt_engine(onnx_path: Path, precision: str, output_dir: Path, args: argparse.Namespace) -> Path:

@@ -98,6 +98,22 @@ def select_images(source: Path, count: int = DEFAULT_CALIB_IMAGES, seed: int = D
     return CalibrationSet(str(source), chosen, count, seed, digest.hexdigest(), skipped, notes)
 
 
+def calibration_images(data: "Path | None", count: int = DEFAULT_CALIB_IMAGES, seed: int = DEFAULT_SEED,
+                       year: str = "2007", split: Optional[str] = None, demo: bool = False,
+                       verbose: bool = True) -> CalibrationSet:
+    """The calibration set a build draws: from ``data`` (a VOC root's ``split``, default trainval, or a folder
+    of images), or, for the demo model (``demo``), from the demo data set's train split; a UserError when a
+    model of one's own has no ``data``."""
+    if data is None:
+        if not demo:
+            raise UserError("--int8 needs calibration images for your model: pass --calib-data "
+                            "(a VOC root or a folder of images)")
+        from calibration.synthetic import ensure_demo_dataset
+
+        return select_images(ensure_demo_dataset(verbose=verbose), count, seed, year, split or "train")
+    return select_images(Path(data), count, seed, year, split or "trainval")
+
+
 class CalibrationStream:
     """Preprocessed batches of a :class:`CalibrationSet`: (batch, 3, H, W) float32, the last batch
     possibly smaller (``drop_last`` drops it, for calibrators that need full batches)."""

@@ -85,17 +85,10 @@ def resolve_model(args: argparse.Namespace, output_dir: Path) -> ModelSource:
 
 
 def calibration_set(args: argparse.Namespace, source: ModelSource):
-    from calibration.stream import select_images
-    from calibration.synthetic import ensure_demo_dataset
+    from calibration.stream import calibration_images
 
-    if args.calib_data is None:
-        if not source.is_demo:
-            raise UserError("--int8 needs calibration images for your model: pass --calib-data "
-                            "(a VOC root or a folder of images)")
-        root, split = ensure_demo_dataset(), args.calib_split or "train"
-    else:
-        root, split = Path(args.calib_data), args.calib_split or "trainval"
-    images = select_images(root, args.calib_images, args.calib_seed, args.year, split)
+    images = calibration_images(args.calib_data, args.calib_images, args.calib_seed, args.year, args.calib_split,
+                                demo=source.is_demo)
     print(f"calibration: {images.describe()}")
     for line in images.skipped.lines() + images.notes.lines():
         print(f"  {line}")
