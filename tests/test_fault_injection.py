@@ -54,10 +54,10 @@ def run_killed(args: List[str], out: Path, point: str, timeout: float = 600) -> 
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
         if set(hidden(out)) - before:
-            time.sleep(0.05)  # well into writing it
+            # At once: a small model's IR is written (twice, with its weights' hash) in tens of milliseconds.
             proc.send_signal(signal.SIGKILL)
             break
-        time.sleep(0.005)
+        time.sleep(0.002)
     stdout, stderr = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
