@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from runtimes.detector import Detector, batch_capacity, pad_batch
 from runtimes.errors import UserError
 from runtimes.loader import Runtime
 from runtimes.metadata import METADATA_KEY, ModelMetadata
-from runtimes.requests import Requests
+from runtimes.requests import Requests, ThreadRequests
 
 SCHEMES = ("http://", "https://", "grpc://")
 DEFAULT_TIMEOUT_S = 10.0
@@ -415,7 +414,7 @@ class GrpcRequests(Requests):
         self.client.close()
 
 
-class HttpRequests(Requests):
+class HttpRequests(ThreadRequests):
     """Requests in flight over HTTP: ``depth`` threads, each with a client (and connection) of its own."""
 
     def __init__(self, detector: KServeDetector, depth: int) -> None:
@@ -424,7 +423,6 @@ class HttpRequests(Requests):
         self._local = threading.local()
         self._clients: List[_Client] = []
         self._clients_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=self.depth, thread_name_prefix="kserve-request")
 
     def _client(self) -> _Client:
         client = getattr(self._local, "client", None)
@@ -436,19 +434,14 @@ class HttpRequests(Requests):
         return client
 
     def _launch(self, seq: int, batch: np.ndarray) -> None:
-        self._pool.submit(self._run, seq, self.kserve._send(batch))
+        super()._launch(seq, self.kserve._send(batch))
 
-    def _run(self, seq: int, batch: np.ndarray) -> None:
+    def _call(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
         d = self.kserve
-        try:
-            outputs = d._retrying(lambda: self._client().infer(d.input_name, d.datatype, batch, d.output_names))
-        except BaseException as exc:
-            self._fail(seq, exc)
-            return
-        self._finish(seq, outputs)
+        return d._retrying(lambda: self._client().infer(d.input_name, d.datatype, batch, d.output_names))
 
     def _shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+        super()._shutdown()
         for client in self._clients:
             close_quietly(client)
 

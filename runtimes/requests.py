@@ -205,11 +205,15 @@ class ThreadRequests(Requests):
 
     def _run(self, seq: int, batch: np.ndarray) -> None:
         try:
-            outputs = self.detector.infer(batch)
+            outputs = self._call(batch)
         except BaseException as exc:
             self._fail(seq, exc)
             return
         self._finish(seq, outputs)
+
+    def _call(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
+        """The network call a worker thread makes (a subclass may give each thread a client of its own)."""
+        return self.detector.infer(batch)
 
     def _shutdown(self) -> None:
         self._pool.shutdown(wait=True)
