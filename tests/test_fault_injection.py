@@ -179,9 +179,10 @@ CASES = [
 # Kill points where the previous artefact does not survive today, with the fix each needs (see the report
 # of issue #18); strict, so that the marker goes once the fix lands.
 KNOWN = {
-    ("benchmark outputs", "before-replace:2"): "apps/benchmark.py write_outputs renames benchmark.md, .json and "
-                                               ".csv one by one as each is written: a kill between leaves a new "
-                                               "table beside the old JSON/CSV (each file complete, the set mixed)",
+    ("benchmark outputs", "before-replace:2"): "benchmarking/report.py write_outputs writes benchmark.md, .json and "
+                                               ".csv first, then renames them one after another: a kill between two "
+                                               "renames leaves a new table beside the old JSON/CSV (each file "
+                                               "complete, the set mixed)",
     ("benchmark outputs", "before-replace:3"): "as before-replace:2, a new .md and .json beside the old .csv",
 }
 
