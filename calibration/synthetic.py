@@ -213,17 +213,22 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / ".cache"
 
 
+def is_generated(root: Path, description: dict) -> bool:
+    """Whether ``root`` holds a generated data set made from ``description`` (its DATASET.json stamp), so a
+    cache made by other settings is generated again, never reused."""
+    stamp = root / "DATASET.json"
+    try:
+        return stamp.is_file() and json.loads(stamp.read_text()) == description
+    except ValueError:
+        return False
+
+
 def ensure_demo_dataset(root: Path | None = None, seed: int = DEFAULT_SEED, verbose: bool = True) -> Path:
     """The demo data set's folder, generated on first use (or when made by other settings)."""
     root = Path(root) if root is not None else default_cache_dir() / f"synthetic-shapes-{seed}"
     wanted = dataset_description(seed, DEFAULT_SPLITS)
-    stamp = root / "DATASET.json"
-    if stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()) == wanted:
-                return root
-        except ValueError:
-            pass
+    if is_generated(root, wanted):
+        return root
     if verbose:
         print(f"Generating the demo data set (seed {seed}, {sum(DEFAULT_SPLITS.values())} images) in {root} ...",
               flush=True)

@@ -47,6 +47,7 @@ from calibration.synthetic import (
     default_cache_dir,
     draw_background,
     draw_object,
+    is_generated,
     shape_polygon,
 )
 
@@ -255,13 +256,8 @@ def ensure_tracking_set(root: Optional[Path] = None, seed: int = DEFAULT_SEED, s
     """The tracking set's folder, generated on first use (or when made by other settings)."""
     root = Path(root) if root is not None else default_cache_dir() / f"synthetic-tracks-{seed}"
     wanted = dataset_description(seed, sequences, frames)
-    stamp = root / "DATASET.json"
-    if stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()) == wanted:
-                return root
-        except ValueError:
-            pass
+    if is_generated(root, wanted):
+        return root
     if verbose:
         print(f"Generating the tracking set (seed {seed}, {sequences} x {frames} frames) in {root} ...", flush=True)
     return generate(root, seed, sequences, frames)
