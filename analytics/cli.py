@@ -68,7 +68,7 @@ def from_args(args: argparse.Namespace, stream_names: List[str], class_names: Se
     zones_path = getattr(args, "zones", None)
     network = [flag for flag, value in (("--webhook", args.webhook), ("--mqtt", args.mqtt),
                                         ("--events", args.events)) if value]
-    if not (args.track or zones_path or network):
+    if not (tracking(args) or network):
         return None
     if network and not zones_path:
         raise UserError(f"{network[0]} needs --zones: events come from zones and lines; give a zone file "
@@ -104,6 +104,11 @@ def from_args(args: argparse.Namespace, stream_names: List[str], class_names: Se
     log(f"analytics: tracking {len(stream_names)} stream(s)"
         + (f", {counted} zone(s)/line(s), events to {where}" if zones else ""))
     return analytics
+
+
+def tracking(args: argparse.Namespace) -> bool:
+    """Whether the options ask for tracking (--track, or --zones, which implies it)."""
+    return bool(args.track or getattr(args, "zones", None))
 
 
 def tracker_options(args: argparse.Namespace) -> Dict[str, Any]:

@@ -47,6 +47,14 @@ def load(args: argparse.Namespace, max_batch: Optional[int] = None):
     if max_batch or args.batch_size:
         options["max_batch"] = max_batch or args.batch_size
     detector = load_detector(args.model, args.runtime, **options)
+    if args.score_threshold is None:
+        from analytics.cli import tracking
+        from streams.config import CAMERA_SCORE_THRESHOLD
+
+        # ByteTrack's second association needs the detections down to --track-low-score; a threshold built
+        # into the model (NMS inside) cannot be lowered.
+        wanted = min(CAMERA_SCORE_THRESHOLD, args.track_low_score) if tracking(args) else CAMERA_SCORE_THRESHOLD
+        detector.postprocessor.score_threshold = max(detector.postprocessor.score_threshold, wanted)
     if detector.shares_cpu:
         from runtimes.preprocess import leave_cores_to_runtime
 
@@ -120,6 +128,8 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streams.config import CAMERA_SCORE_THRESHOLD
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="TensorRT .engine, OpenVINO .xml, .onnx, or a URL a runtime "
                                                   "opens (e.g. http://host:8000/model)")
@@ -142,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "call at a time, OpenVINO's latency hint: the lowest delay per frame")
     sched.add_argument("--batch-timeout", type=float, default=10.0,
                        help="ms a batch waits for slower streams' frames (default: %(default)s)")
-    sched.add_argument("--score-threshold", type=float, help="show detections above this (default: the model's)")
+    sched.add_argument("--score-threshold", type=float,
+                       help=f"keep detections scoring above this (default: {CAMERA_SCORE_THRESHOLD}, "
+                            "--track-low-score with --track; never below a threshold built into the model)")
     sched.add_argument("--keep-classes", help="comma-separated class names to keep (default: all)")
     out = p.add_argument_group("outputs")
     out.add_argument("--headless", action="store_true", help="no window (default: a mosaic of all streams when a "

@@ -118,10 +118,12 @@ def write_videos(folder: Path, count: int, frames: int) -> List[Path]:
 
 def host_costs(xml: Path, video: Path, count: int = 200) -> Dict[str, float]:
     """CPU seconds per frame (this thread's CPU time) of decoding a frame of ``video``, the detector's
-    pre-processing of it, and the post-processor on the network's outputs for it."""
+    pre-processing of it, and the post-processor on the network's outputs for it (at the camera's score
+    threshold, as the app runs it)."""
     import cv2
 
     from runtimes.loader import load_detector
+    from streams.config import CAMERA_SCORE_THRESHOLD
 
     cap = cv2.VideoCapture(str(video))
     frames = []
@@ -133,7 +135,7 @@ def host_costs(xml: Path, video: Path, count: int = 200) -> Dict[str, float]:
         frames.append(frame)
     decode = (time.thread_time() - started) / len(frames)
     cap.release()
-    with load_detector(xml, max_batch=1) as detector:
+    with load_detector(xml, max_batch=1, score_threshold=CAMERA_SCORE_THRESHOLD) as detector:
         sample = frames[:40]
         prepared, outputs = [], []
         for frame in sample:

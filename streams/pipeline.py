@@ -159,7 +159,8 @@ class Pipeline:
                 raise UserError(str(failures[0].error))
             raise UserError(f"none of the {len(failures)} streams could be opened: "
                             + "; ".join(f"{c.name}: {c.error}" for c in failures))
-        self.log(f"model: {self.detector.describe()}; {self.schedule.reason}")
+        self.log(f"model: {self.detector.describe()}; scores above {self.detector.postprocessor.score_threshold:g}; "
+                 f"{self.schedule.reason}")
         for capture in self.captures:
             path = videos[capture.name]
             self.outputs[capture.name] = StreamOutput(capture.name, self, VideoOutput(path, capture.fps)
@@ -281,4 +282,5 @@ class Pipeline:
             "reopens": sum(s["reopens"] for s in per_stream.values()),
             "streams": per_stream}
         summary["schedule"] = {"batch": self.schedule.batch, "requests_in_flight": self.schedule.depth}
+        summary["score_threshold"] = self.detector.postprocessor.score_threshold
         return summary

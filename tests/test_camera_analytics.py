@@ -41,8 +41,10 @@ def test_two_streams_with_zones_give_tracks_events_and_counts(tmp_path, demo_mod
                              str(tmp_path / "frames.jsonl")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1][len("summary: "):])
+    assert summary["score_threshold"] == 0.1  # --zones tracks: ByteTrack's low-score detections are kept
     lines = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
     assert {r["stream"] for r in lines} == {"s0", "s1"} and all("tracks" in r for r in lines)
+    assert min(d["score"] for r in lines for d in r["detections"]) < 0.25
     ids = {(r["stream"], t["id"]) for r in lines for t in r["tracks"]}
     assert len(ids) >= 4  # several objects tracked per stream
     sent = [json.loads(line) for line in events.read_text().splitlines()]

@@ -16,7 +16,7 @@ import pytest
 
 from runtimes.loader import load_detector
 from streams.capture import StreamCapture
-from streams.config import StreamSpec, stream_specs
+from streams.config import CAMERA_SCORE_THRESHOLD, StreamSpec, stream_specs
 from streams.scheduler import BatchScheduler, plan_schedule
 from streams.sources import CsiOptions, parse_source, rtsp_pipeline
 from tests.mjpeg_server import MjpegCamera
@@ -67,7 +67,9 @@ def test_three_streams_one_dropping_give_each_stream_the_detectors_results(tmp_p
         {"left": 30, "right": 20, "door": len(by_stream["door"])}
     assert summary["frames"] == len(lines)
 
-    detector = load_detector(onnx_path)
+    # The camera keeps confident detections, not the model's mAP threshold, and says which it kept.
+    assert summary["score_threshold"] == CAMERA_SCORE_THRESHOLD > load_detector(onnx_path).postprocessor.score_threshold
+    detector = load_detector(onnx_path, score_threshold=summary["score_threshold"])
     for name, video in (("left", left), ("right", right)):
         capture = cv2.VideoCapture(str(video))
         for record in by_stream[name]:
