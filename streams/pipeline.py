@@ -66,16 +66,27 @@ class PipelineOptions:
 
 
 class StreamOutput:
-    """The output worker of one stream: filter, analytics, draw, write, observe, count."""
+    """The output of one stream: filter, analytics, draw, write, observe, count. It runs on a worker thread
+    of its own when it draws (a video, the display, observers: milliseconds a frame); otherwise on the
+    scheduler's thread as each result is handed over, because waking a thread for every frame cost the CPU
+    more than the counting and JSON line it would do there (docs/multistream.md)."""
 
-    def __init__(self, name: str, pipeline: "Pipeline", video: Optional[VideoOutput]) -> None:
+    def __init__(self, name: str, pipeline: "Pipeline", video: Optional[VideoOutput], threaded: bool) -> None:
         self.name, self.pipeline, self.video = name, pipeline, video
         self.stats = StreamStats(name)
         self.queue: "queue.Queue[Any]" = queue.Queue(maxsize=4)
         self.latest: Optional[np.ndarray] = None  # the last annotated frame, for the display
-        self.thread = threading.Thread(target=self._run, name=f"output-{name}", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"output-{name}", daemon=True) if threaded else None
+
+    def start(self) -> None:
+        if self.thread is not None:
+            self.thread.start()
 
     def put(self, item: Any) -> None:
+        if self.thread is None:
+            if item is not _END:
+                self._handle(*item)
+            return
         while self.thread.is_alive():  # never block forever on a worker that has died
             try:
                 self.queue.put(item, timeout=0.2)
@@ -164,7 +175,7 @@ class Pipeline:
         for capture in self.captures:
             path = videos[capture.name]
             self.outputs[capture.name] = StreamOutput(capture.name, self, VideoOutput(path, capture.fps)
-                                                      if path is not None else None)
+                                                      if path is not None else None, threaded=self.annotate)
         if self.options.json is not None:
             self.json = JsonLines(self.options.json)
 
@@ -181,7 +192,7 @@ class Pipeline:
         if self.options.show:
             helpers.append(threading.Thread(target=self._display_loop, name="display", daemon=True))
         for output in self.outputs.values():
-            output.thread.start()
+            output.start()
         self.started = time.monotonic()
         for capture in self.captures:
             capture.notify = self.scheduler.notify
@@ -213,7 +224,8 @@ class Pipeline:
         for output in self.outputs.values():
             output.put(_END)
         for output in self.outputs.values():
-            output.thread.join()
+            if output.thread is not None:
+                output.thread.join()
         self.ended = time.monotonic()
         for capture in self.captures:
             capture.close()
