@@ -126,6 +126,8 @@ def host_costs(xml: Path, video: Path, count: int = 200) -> Dict[str, float]:
     from streams.config import CAMERA_SCORE_THRESHOLD
 
     cap = cv2.VideoCapture(str(video))
+    for _ in range(20):  # untimed: the decoder's set-up on its first frames is not a per-frame cost
+        cap.read()
     frames = []
     started = time.thread_time()
     for _ in range(count):
