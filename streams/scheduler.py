@@ -46,7 +46,9 @@ def plan_schedule(detector: Detector, streams: int, batch: Optional[int] = None,
                      f"{detector.max_batch}")
         batch = detector.max_batch
     if depth is None:
-        depth = min(4, max(2, -(-streams // batch))) if cpu else 2
+        # CPU: 4 single-frame requests kept both CPU streams of a 2-core box busy for any stream count
+        # (1.1x over 2 with one or two streams); batched calls need fewer.
+        depth = (4 if batch == 1 else min(4, max(2, -(-streams // batch)))) if cpu else 2
     if streams > batch:
         notes.append(f"{streams} streams, {batch} frame{'s' if batch > 1 else ''} per call (the model's batch is "
                      f"{detector.max_batch}): streams are served round-robin")

@@ -197,7 +197,8 @@ def test_the_schedule_says_what_it_does_when_streams_outnumber_the_batch(demo_mo
     _, onnx_path, _ = demo_model
     detector = load_detector(onnx_path)
     plan = plan_schedule(detector, 3)
-    assert (plan.batch, plan.depth) == (1, 3)
+    assert (plan.batch, plan.depth) == (1, 4)
+    assert plan_schedule(detector, 3, batch=1, depth=2).depth == 2  # what is given is kept
     assert "3 streams, 1 frame per call (the model's batch is 1): streams are served round-robin" in plan.reason
     assert plan_schedule(detector, 3, batch=4).batch == 1  # the model's batch caps it, with a note
     assert "exceeds the model's batch of 1" in plan_schedule(detector, 3, batch=4).reason
