@@ -18,7 +18,8 @@ Per round, alternating so that drift hits every variant alike:
   and host cost h CPU-seconds per frame, inference gets the CPU left: bound = T / (1 + T * h / C), i.e. T
   scaled by the share 1 - bound * h / C;
 * the app with 1, 2, 4, 8 streams at its default schedule (``plan_schedule``): aggregate FPS, the worst
-  stream's FPS over the best's, each stream's latency p95;
+  stream's FPS over the best's, each stream's latency p95, and where its CPU went: each thread's CPU time
+  (/proc) while it streamed, per frame, by what the thread does;
 * the scheduling knobs at ``--knob-streams`` streams: ``--batch-size``, ``--async-depth``, ``--batch-timeout``;
 * N independent single-stream processes of apps/camera.py side by side (what batching in one process buys);
 * ``--knob-streams`` streams at the videos' own 30 FPS (``--realtime``, as cameras deliver frames): the
@@ -164,6 +165,41 @@ def bound_fps(throughput: float, host_s: float, cores: int) -> float:
     return throughput / (1.0 + throughput * host_s / cores)
 
 
+def thread_cpu() -> Dict[int, float]:
+    """CPU seconds (user + system) of each thread of this process, by native thread id (Linux; {} elsewhere)."""
+    found: Dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        except OSError:  # the thread ended meanwhile
+            continue
+        found[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+RUNTIME_THREADS = "runtime (inference; OpenVINO's callbacks, with post-processing)"
+THREAD_ROLES = (("capture-", "capture (decoding)"), ("output-", "output workers"),
+                ("MainThread", "scheduler (pre-processing, submitting)"))
+
+
+def cpu_by_role(before: Dict[int, float], after: Dict[int, float], names: Dict[int, str]) -> Dict[str, float]:
+    """CPU seconds between two :func:`thread_cpu` snapshots by what the threads do: the app's Python threads by
+    name, threads Python did not start (the runtime's) together."""
+    roles: Dict[str, float] = {}
+    for tid, seconds in after.items():
+        name = names.get(tid)
+        role = RUNTIME_THREADS if name is None else next(
+            (r for prefix, r in THREAD_ROLES if name.startswith(prefix)), "other Python threads")
+        roles[role] = roles.get(role, 0.0) + seconds - before.get(tid, 0.0)
+    return roles
+
+
 # -- runs ----------------------------------------------------------------------------------------------------
 
 def run_app(variant: Variant, xml: Path, videos: Sequence[Path], duration: float) -> Dict[str, Any]:
@@ -173,10 +209,16 @@ def run_app(variant: Variant, xml: Path, videos: Sequence[Path], duration: float
     args = build_parser().parse_args(variant.app_args(xml, videos))
     stop = threading.Event()
     timer: List[threading.Timer] = []
+    cpu: Dict[str, Any] = {}
+
+    def finish() -> None:  # the threads' CPU while they still run, then the stop
+        cpu["after"], cpu["names"] = thread_cpu(), {t.native_id: t.name for t in threading.enumerate()}
+        stop.set()
 
     def log(line: str) -> None:
         if line.startswith("model:") and not timer:  # the model is compiled and the streams open: time from here
-            timer.append(threading.Timer(duration, stop.set))
+            cpu["before"] = thread_cpu()
+            timer.append(threading.Timer(duration, finish))
             timer[0].start()
 
     try:
@@ -184,6 +226,8 @@ def run_app(variant: Variant, xml: Path, videos: Sequence[Path], duration: float
     finally:
         for t in timer:
             t.cancel()
+    if "after" in cpu:
+        summary["cpu_s"] = cpu_by_role(cpu["before"], cpu["after"], cpu["names"])
     return summary
 
 
@@ -237,9 +281,11 @@ def figures(summary: Dict[str, Any]) -> Dict[str, Any]:
     per = summary["streams"]
     fps = [s["mean_fps"] for s in per.values()]
     aggregate = summary.get("aggregate_fps", summary.get("mean_fps"))
+    frames = max(summary.get("frames", 0), 1)
     return {"aggregate": aggregate, "fairness": min(fps) / max(fps) if max(fps) > 0 else 0.0,
             "p95": [s["latency_p95_ms"] for s in per.values()], "fps": fps,
-            "schedule": summary.get("schedule")}
+            "schedule": summary.get("schedule"),
+            "cpu_ms": {role: 1000 * seconds / frames for role, seconds in summary.get("cpu_s", {}).items()}}
 
 
 def variants(args: argparse.Namespace) -> List[Variant]:
@@ -388,6 +434,20 @@ def report(args: argparse.Namespace, results: Dict[Variant, List[Dict[str, Any]]
               f"{agg / best[variant.precision]:.2f} | {med([r['fairness'] for r in runs]):.2f} | "
               f"{', '.join(f'{v:.0f}' for v in p95)} | {agg_runs} | "
               f"{'; '.join(r['load'] for r in runs)} |")
+    defaults = [(v, runs) for v, runs in results.items() if runs and runs[0]["cpu_ms"] and v.batch is None
+                and v.depth is None and not (v.processes or v.realtime or v.static)]
+    if defaults:
+        roles = [r for _, r in THREAD_ROLES] + [RUNTIME_THREADS]
+        print("\n## where the CPU goes in the app: ms per frame by thread (default schedule, medians; the bound "
+              "counts decode + preprocess + postprocess measured alone, above)\n")
+        print("| precision | streams | " + " | ".join(roles) + " | all | cores busy |")
+        print("|---|---|" + "---|" * (len(roles) + 2))
+        for variant, runs in defaults:
+            per_role = [med([r["cpu_ms"].get(role, 0.0) for r in runs]) for role in roles]
+            total = med([sum(r["cpu_ms"].values()) for r in runs])
+            busy = med([sum(r["cpu_ms"].values()) * r["aggregate"] / 1000 for r in runs])
+            print(f"| {variant.precision.upper()} | {variant.streams} | "
+                  + " | ".join(f"{v:.2f}" for v in per_role) + f" | {total:.2f} | {busy:.2f} |")
     if not args.no_processes:
         print("\n## batching in one process vs N single-stream processes (aggregate FPS, medians)\n")
         for precision in args.precisions:
