@@ -324,7 +324,7 @@ def main() -> None:
                         help="also the default schedule on IRs built from the static batch-1 ONNX")
     parser.add_argument("--no-realtime", action="store_true", help="skip the --realtime variant")
     parser.add_argument("--app-seconds", type=float, default=3.0, help="benchmark_app -t (default: %(default)s)")
-    parser.add_argument("--video-frames", type=int, default=1500,
+    parser.add_argument("--video-frames", type=int, default=3000,
                         help="frames per video: more than a stream reads in --duration (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="validation run: 1 round, 2 s runs, 2 and 4 streams")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="built models (default: %(default)s)")

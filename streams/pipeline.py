@@ -2,8 +2,8 @@
 
 Stages, each in its own place: :meth:`Pipeline.open` opens every source (a live one that fails is retried
 while the others run; the run needs at least one), a grab thread per stream (streams/capture.py), the
-scheduler on the calling thread (streams/scheduler.py), an output worker per stream (draw, analytics, video,
-JSON line, observers such as the web view), a status tick once a second, the display mosaic, and
+scheduler on the calling thread (streams/scheduler.py), an output per stream (draw, analytics, video, JSON
+line, observers such as the web view; a worker thread of its own when it draws), a status tick once a second, the display mosaic, and
 :meth:`Pipeline.summary`. ``stop`` (Ctrl-C, SIGTERM) ends the run with every output finished.
 """
 
@@ -33,7 +33,7 @@ _END = object()
 
 
 class Observer(Protocol):
-    """Something that watches the run (the web view): called on the output workers' threads, it must not
+    """Something that watches the run (the web view): called on the streams' output threads, it must not
     block."""
 
     def on_frame(self, stream: str, frame: np.ndarray, record: Dict[str, Any]) -> None: ...

@@ -17,7 +17,7 @@ def percentile(values: "Deque[float] | list", q: float) -> float:
 
 
 class StreamStats:
-    """Counts for one stream, updated by its output worker, read by anyone."""
+    """Counts for one stream, updated by its output, read by anyone."""
 
     def __init__(self, name: str) -> None:
         self.name = name
