@@ -53,7 +53,7 @@ def _file_size_mb(row: Dict[str, Any]) -> float:
 
 def measure_row(row: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
     """Time one row; runs in a fresh process so that ru_maxrss is this row's peak memory."""
-    from apps.stats import fps, iterations_for, summarize
+    from benchmarking.stats import fps, iterations_for, summarize
     from calibration.images import read_image
     from runtimes.loader import load_detector
 

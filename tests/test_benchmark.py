@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apps.stats import fps, iterations_for, summarize
+from benchmarking.stats import fps, iterations_for, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
