@@ -7,9 +7,9 @@ runtimes load; frames of all streams are batched through one detector.
 
 Each stream has a grab thread (live sources deliver their newest frame; files every frame), one inference
 worker batches a frame of every stream that has one and keeps requests in flight, and each stream's output
-draws and writes (on a worker thread of its own when it draws); see docs/multistream.md. Ctrl-C or SIGTERM ends cleanly: every video is finalised
-and every JSON line written. The summary gives frames, FPS, latency p50/p95 (capture to result), stale frames
-dropped and reopens, per stream and in total.
+draws and writes (on a worker thread of its own when it draws); see docs/multistream.md. Ctrl-C or SIGTERM
+ends cleanly: every video is finalised and every JSON line written. The summary gives frames, FPS, latency
+p50/p95 (capture to result), stale frames dropped and reopens, per stream and in total.
 """
 
 from __future__ import annotations

@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.pop(1)
 
 from benchmarks.batching import DEFAULT_WORK, benchmark_app, load_average, model_files, test_frames
+from benchmarks.batching import median as med
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -387,10 +387,6 @@ def main() -> None:
         measure_bound("after the runs")
         print(f"round {round_no + 1} done at {time.monotonic() - began:.0f} s", flush=True)
     report(args, results, apps, costs, cores)
-
-
-def med(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def report(args: argparse.Namespace, results: Dict[Variant, List[Dict[str, Any]]],

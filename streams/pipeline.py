@@ -3,8 +3,9 @@
 Stages, each in its own place: :meth:`Pipeline.open` opens every source (a live one that fails is retried
 while the others run; the run needs at least one), a grab thread per stream (streams/capture.py), the
 scheduler on the calling thread (streams/scheduler.py), an output per stream (draw, analytics, video, JSON
-line, observers such as the web view; a worker thread of its own when it draws), a status tick once a second, the display mosaic, and
-:meth:`Pipeline.summary`. ``stop`` (Ctrl-C, SIGTERM) ends the run with every output finished.
+line, observers such as the web view; a worker thread of its own when it draws), a status tick once a
+second, the display mosaic, and :meth:`Pipeline.summary`. ``stop`` (Ctrl-C, SIGTERM) ends the run with every
+output finished.
 """
 
 from __future__ import annotations
