@@ -205,7 +205,8 @@ def test_a_runtime_from_an_entry_point_opens_in_the_camera_app(tmp_path, demo_mo
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["frame"] for line in lines] == list(range(6))
     _, onnx_path, _ = demo_model
-    reference = load_detector(onnx_path)
+    summary = json.loads(result.stdout.strip().splitlines()[-1][len("summary: "):])
+    reference = load_detector(onnx_path, score_threshold=summary["score_threshold"])  # the camera's threshold
     capture = cv2.VideoCapture(str(video))
     for line in lines:
         ok, frame = capture.read()
