@@ -92,21 +92,35 @@ def qdq_report(source: Path, meta: ModelMetadata, images: CalibrationSet, folder
                                    output_sqnr_db(source, model, check)["mean"], len(ranking), len(check))
         if keep_in_float:
             report.notes.append(f"already kept in float: {', '.join(keep_in_float)}")
-        if validation is not None:
-            report.validation = f"{validation.year_dir.name}/{validation.split}, {len(validation)} images"
-            report.fp32_map, report.map = _onnx_map(source, validation), _onnx_map(model, validation)
-        chosen = layers[:worst] + ([layers[-1]] if len(layers) > worst else [])
-        for i, layer in enumerate(chosen):
-            log(f"  keeping {layer.name} alone in float ({i + 1}/{len(chosen)}) ...")
-            variant = quantize([layer.name], f"alone{i}.onnx")
-            kept = KeptAlone(layer.name, output_sqnr_db(source, variant, check)["mean"])
-            if validation is not None:
-                kept.map = _onnx_map(variant, validation)
-            report.kept_alone.append(kept)
+        _measure_kept_alone(report, source, model, worst, validation, _onnx_map, log,
+                            lambda name, i: quantize([name], f"alone{i}.onnx"),
+                            lambda variant: output_sqnr_db(source, variant, check)["mean"])
         write_report(report, Path(folder))
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure_kept_alone(report: SensitivityReport, reference: Path, quantized: Path, worst: int,
+                        validation: Optional[VOCDataset], model_map: Callable[[Path, VOCDataset], float],
+                        log: Callable[[str], None], keep_alone: Callable[[str, int], Path],
+                        output_sqnr: Callable[[Path], float]) -> None:
+    """Fill ``report``'s mAP columns (``reference`` is the FP32 model, ``quantized`` the INT8 one) when there
+    is a ``validation`` set, and its ``kept_alone`` rows: the ``worst`` ranked layers and the best one (the
+    control), each kept alone in float by ``keep_alone(layer name, row index)``, with ``output_sqnr`` of
+    that model and its mAP."""
+    if validation is not None:
+        report.validation = f"{validation.year_dir.name}/{validation.split}, {len(validation)} images"
+        report.fp32_map, report.map = model_map(reference, validation), model_map(quantized, validation)
+    layers = report.layers
+    chosen = layers[:worst] + ([layers[-1]] if len(layers) > worst else [])
+    for i, layer in enumerate(chosen):
+        log(f"  keeping {layer.name} alone in float ({i + 1}/{len(chosen)}) ...")
+        variant = keep_alone(layer.name, i)
+        kept = KeptAlone(layer.name, output_sqnr(variant))
+        if validation is not None:
+            kept.map = model_map(variant, validation)
+        report.kept_alone.append(kept)
 
 
 def _halves(frames: List[Any]) -> Tuple[List[Any], List[Any]]:
@@ -260,17 +274,9 @@ def openvino_report(source: Path, meta: ModelMetadata, images: CalibrationSet, f
         layers = openvino_layer_errors(fp32, int8, ranking)
         report = SensitivityReport(f"OpenVINO INT8 (NNCF, mixed preset) of {Path(source).name}", layers,
                                    openvino_output_sqnr_db(fp32, int8, check)["mean"], len(ranking), len(check))
-        if validation is not None:
-            report.validation = f"{validation.year_dir.name}/{validation.split}, {len(validation)} images"
-            report.fp32_map, report.map = _openvino_map(fp32, validation), _openvino_map(int8, validation)
-        chosen = layers[:worst] + ([layers[-1]] if len(layers) > worst else [])
-        for i, layer in enumerate(chosen):
-            log(f"  keeping {layer.name} alone in float ({i + 1}/{len(chosen)}) ...")
-            variant = keep_layer_in_float(int8, fp32, layer.name, work / f"alone{i}.xml")
-            kept = KeptAlone(layer.name, openvino_output_sqnr_db(fp32, variant, check)["mean"])
-            if validation is not None:
-                kept.map = _openvino_map(variant, validation)
-            report.kept_alone.append(kept)
+        _measure_kept_alone(report, fp32, int8, worst, validation, _openvino_map, log,
+                            lambda name, i: keep_layer_in_float(int8, fp32, name, work / f"alone{i}.xml"),
+                            lambda variant: openvino_output_sqnr_db(fp32, variant, check)["mean"])
         write_report(report, Path(folder))
         return report
     finally:
