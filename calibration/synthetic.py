@@ -16,13 +16,14 @@ Layout written under ``root``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -171,9 +172,7 @@ def generate(root: Path, seed: int = DEFAULT_SEED, splits: Dict[str, int] | None
     """Write the data set under ``root`` (replaced whole, via a temporary folder) and return ``root``."""
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root.parent))
-    try:
+    with generated_folder(root, dataset_description(seed, splits)) as tmp:
         voc = tmp / "VOCdevkit" / f"VOC{YEAR}"
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
             (voc / sub).mkdir(parents=True)
@@ -197,14 +196,25 @@ def generate(root: Path, seed: int = DEFAULT_SEED, splits: Dict[str, int] | None
         for split, ids in ids_by_split.items():
             (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(i + "\n" for i in ids))
         (voc / "classes.txt").write_text("".join(c + "\n" for c in SHAPE_CLASSES))
-        (tmp / "DATASET.json").write_text(json.dumps(dataset_description(seed, splits), indent=2) + "\n")
+    return root
+
+
+@contextlib.contextmanager
+def generated_folder(root: Path, description: dict) -> Iterator[Path]:
+    """A temporary folder beside ``root`` to write a generated data set into; on success it is stamped with
+    ``description`` (DATASET.json, what :func:`is_generated` checks) and replaces ``root`` whole, on error it
+    is removed, so a killed generation never leaves a partial set where a complete one is expected."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root.parent))
+    try:
+        yield tmp
+        (tmp / "DATASET.json").write_text(json.dumps(description, indent=2) + "\n")
         if root.exists():
             shutil.rmtree(root)
         os.replace(tmp, root)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
 
 def default_cache_dir() -> Path:

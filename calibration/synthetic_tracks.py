@@ -29,11 +29,7 @@ visibility >= 0.5 (MOTChallenge's convention for what a detector is expected to 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -47,6 +43,7 @@ from calibration.synthetic import (
     default_cache_dir,
     draw_background,
     draw_object,
+    generated_folder,
     is_generated,
     shape_polygon,
 )
@@ -222,9 +219,7 @@ def generate(root: Path, seed: int = DEFAULT_SEED, sequences: int = DEFAULT_SEQU
     import cv2
 
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root.parent))
-    try:
+    with generated_folder(root, dataset_description(seed, sequences, frames)) as tmp:
         for index in range(sequences):
             name = sequence_name(index)
             folder = tmp / name
@@ -241,13 +236,6 @@ def generate(root: Path, seed: int = DEFAULT_SEED, sequences: int = DEFAULT_SEQU
             (folder / "seqinfo.ini").write_text(
                 f"[Sequence]\nname={name}\nimDir=img1\nframeRate={FRAME_RATE}\nseqLength={frames}\n"
                 f"imWidth={WIDTH}\nimHeight={HEIGHT}\nimExt=.jpg\n")
-        (tmp / "DATASET.json").write_text(json.dumps(dataset_description(seed, sequences, frames), indent=2) + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
