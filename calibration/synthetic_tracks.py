@@ -47,11 +47,13 @@ from calibration.synthetic import (
     is_generated,
     shape_polygon,
 )
+from runtimes.errors import UserError
 
 GENERATOR_VERSION = 1
 TRACKS_STREAM = 7  # keeps these random streams apart from the detection data set's (seed, index)
 DEFAULT_SEQUENCES = 6
 DEFAULT_FRAMES = 80
+MIN_FRAMES = 51  # the occluding band's second pass starts between frames // 2 and frames - 25
 FRAME_RATE = 15
 WIDTH, HEIGHT = 480, 360
 _PAD = 120  # shapes are drawn on a canvas this much larger on every side: their hidden part is counted too
@@ -213,11 +215,18 @@ def sequence_name(index: int) -> str:
     return f"shapes-{index:02d}"
 
 
+def _check_size(sequences: int, frames: int) -> None:
+    if sequences < 1 or frames < MIN_FRAMES:
+        raise UserError(f"a tracking set of {sequences} sequence(s) x {frames} frames: give at least 1 sequence "
+                        f"of at least {MIN_FRAMES} frames (default: {DEFAULT_SEQUENCES} x {DEFAULT_FRAMES})")
+
+
 def generate(root: Path, seed: int = DEFAULT_SEED, sequences: int = DEFAULT_SEQUENCES,
              frames: int = DEFAULT_FRAMES) -> Path:
     """Write the set under ``root`` (replaced whole, via a temporary folder) and return ``root``."""
     import cv2
 
+    _check_size(sequences, frames)
     root = Path(root)
     with generated_folder(root, dataset_description(seed, sequences, frames)) as tmp:
         for index in range(sequences):
@@ -246,6 +255,7 @@ def ensure_tracking_set(root: Optional[Path] = None, seed: int = DEFAULT_SEED, s
     wanted = dataset_description(seed, sequences, frames)
     if is_generated(root, wanted):
         return root
+    _check_size(sequences, frames)
     if verbose:
         print(f"Generating the tracking set (seed {seed}, {sequences} x {frames} frames) in {root} ...", flush=True)
     return generate(root, seed, sequences, frames)

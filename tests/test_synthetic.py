@@ -1,9 +1,16 @@
 from __future__ import annotations
 
 import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from calibration.synthetic import SHAPE_CLASSES, generate
 from calibration.voc import VOCDataset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_same_seed_same_files_other_seed_other_files(tmp_path):
@@ -30,3 +37,13 @@ def test_generated_set_reads_as_voc_with_varied_objects(tmp_path):
     assert set(data.class_counts()) == set(SHAPE_CLASSES)
     assert min(widths) < 40 and max(widths) > 150
     assert min(aspect) < 0.7 and max(aspect) > 1.4
+
+
+@pytest.mark.parametrize("flag,value", [("--frames", "20"), ("--sequences", "0")])
+def test_tracking_set_too_small_to_generate_is_one_line_and_writes_nothing(tmp_path, flag, value):
+    out = tmp_path / "tracks"
+    result = subprocess.run([sys.executable, "calibration/synthetic_tracks.py", "--output", str(out), flag, value],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "at least 51 frames" in result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
