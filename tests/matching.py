@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,3 +41,13 @@ def assert_same_detections(ours: Detections, ref, score_tol: float = 1e-4, box_t
         tie_group = np.flatnonzero(np.abs(ours.scores - score) <= score_tol)
         partners = [j for j in tie_group if ours.labels[j] == label and np.abs(ours.boxes[j] - box).max() <= box_tol]
         assert partners, f"reference detection {i} ({label}, {score:.6f}, {box}) has no counterpart"
+
+
+def assert_record_matches(got: Sequence[Dict[str, Any]], want: Detections, box_atol: float = 2e-3,
+                          score_atol: Optional[float] = 2e-6) -> None:
+    """A JSON line's ``detections`` are ``want``, in order: the same labels, boxes within ``box_atol`` px and
+    scores within ``score_atol`` (the line rounds boxes to 3 decimals and scores to 6; None: not compared)."""
+    assert [d["label"] for d in got] == want.labels.tolist()
+    np.testing.assert_allclose(np.array([d["box"] for d in got]).reshape(-1, 4), want.boxes, atol=box_atol)
+    if score_atol is not None:
+        np.testing.assert_allclose([d["score"] for d in got], want.scores, atol=score_atol)

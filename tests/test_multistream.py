@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from runtimes.loader import load_detector
@@ -19,6 +18,7 @@ from streams.capture import StreamCapture
 from streams.config import CAMERA_SCORE_THRESHOLD, StreamSpec, stream_specs
 from streams.scheduler import BatchScheduler, plan_schedule
 from streams.sources import CsiOptions, parse_source, rtsp_pipeline
+from tests.matching import assert_record_matches
 from tests.mjpeg_server import MjpegCamera
 from tests.test_camera import write_video
 
@@ -75,11 +75,7 @@ def test_three_streams_one_dropping_give_each_stream_the_detectors_results(tmp_p
         for record in by_stream[name]:
             ok, frame = capture.read()
             assert ok
-            want = detector(frame)
-            got = record["detections"]
-            assert [d["label"] for d in got] == want.labels.tolist()
-            np.testing.assert_allclose(np.array([d["box"] for d in got]).reshape(-1, 4), want.boxes, atol=2e-3)
-            np.testing.assert_allclose([d["score"] for d in got], want.scores, atol=2e-6)
+            assert_record_matches(record["detections"], detector(frame))
     # The camera's frames went through FFmpeg's JPEG decoder, not OpenCV's: the same objects, boxes within 2 px.
     ok, encoded = cv2.imencode(".jpg", still, [cv2.IMWRITE_JPEG_QUALITY, 95])
     want = detector(cv2.imdecode(encoded, cv2.IMREAD_COLOR)).filter(min_score=0.3)
