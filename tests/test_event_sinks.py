@@ -20,6 +20,7 @@ import pytest
 from analytics.pipeline import Analytics
 from analytics.sinks import JsonLinesSink, MqttSink, WebhookSink
 from analytics.zone_file import parse_zones
+from tests.system_python import run_system_python
 from tests.test_zones import CLASSES, FPS, LINE, crossing_scene
 
 MOSQUITTO_PATHS = ("mosquitto", "/usr/sbin/mosquitto")
@@ -283,13 +284,7 @@ sink.close(10)
 print(json.dumps({{"paho": paho.mqtt.__version__, **sink.stats()}}))
 """
     try:
-        try:
-            result = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, timeout=60)
-        except FileNotFoundError:
-            pytest.skip("/usr/bin/python3 does not exist")
-        if "No module named" in result.stderr:
-            pytest.skip(f"the system Python lacks a module: {result.stderr.strip().splitlines()[-1]} "
-                        "(apt install python3-paho-mqtt)")
+        result = run_system_python(code, "python3-paho-mqtt", timeout=60)
         assert result.returncode == 0, result.stderr[-2000:]
         info = json.loads(result.stdout.strip().splitlines()[-1])
         subscriber.wait_for(50)

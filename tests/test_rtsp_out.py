@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from runtimes.errors import UserError
+from tests.system_python import SYSTEM_PYTHON, run_system_python
 from webview.rtsp import NVENC, encoder_chain, launch_line, mount_paths
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEM_PYTHON = "/usr/bin/python3"
 PACKAGES = ("python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly gstreamer1.0-plugins-good "
             "gstreamer1.0-libav")
 
@@ -130,10 +130,7 @@ def test_the_encoder_is_the_jetson_hardware_one_where_it_exists_else_x264():
 
 
 def _system_gstreamer() -> None:
-    try:
-        probe = subprocess.run([SYSTEM_PYTHON, "-c", PROBE], capture_output=True, text=True, timeout=60)
-    except FileNotFoundError:
-        pytest.skip(f"{SYSTEM_PYTHON} does not exist")
+    probe = run_system_python(PROBE, PACKAGES, timeout=60)
     if probe.returncode != 0:
         pytest.skip(f"{SYSTEM_PYTHON} cannot probe GStreamer: {probe.stderr.strip()[-300:]}")
     missing = json.loads(probe.stdout.strip().splitlines()[-1])["missing"]

@@ -13,17 +13,14 @@ import pytest
 
 from calibration.images import read_image
 from runtimes.loader import load_detector
+from tests.system_python import SYSTEM_PYTHON, run_system_python
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def _system_python() -> str:
     probe = "import cv2, numpy, json; print(json.dumps([cv2.__version__, numpy.__version__]))"
-    try:
-        result = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True, timeout=60)
-    except FileNotFoundError:
-        pytest.skip(f"{SYSTEM_PYTHON} does not exist")
+    result = run_system_python(probe, "python3-opencv", timeout=60)
     if result.returncode != 0:
         pytest.skip(f"{SYSTEM_PYTHON} has no OpenCV (apt install python3-opencv)")
     return result.stdout

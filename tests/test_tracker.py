@@ -159,9 +159,9 @@ def test_the_batched_block_kalman_filter_equals_the_full_matrix_filter():
 def test_same_tracks_and_counts_under_the_device_python(tmp_path):
     """Debian's /usr/bin/python3 (numpy 1.x, python3-scipy) stands in for JetPack: same ids, boxes and counts."""
     import json
-    import subprocess
     from pathlib import Path
 
+    from tests.system_python import run_system_python
     from tests.test_zones import CLASSES, LINE, SIZE, crossing_scene
 
     root = Path(__file__).resolve().parents[1]
@@ -185,13 +185,7 @@ for t, (boxes, scores, labels) in enumerate(frames):
 print(json.dumps({{"numpy": np.__version__, "ids": last.ids.tolist(), "boxes": last.boxes.tolist(),
                   "counts": counter.counts(), "events": [e.frame for e in events]}}))
 """
-    try:
-        result = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        pytest.skip("/usr/bin/python3 does not exist")
-    if "No module named" in result.stderr:
-        pytest.skip(f"the system Python lacks a module: {result.stderr.strip().splitlines()[-1]} "
-                    "(apt install python3-numpy python3-scipy)")
+    result = run_system_python(code, "python3-numpy python3-scipy")
     assert result.returncode == 0, result.stderr[-2000:]
     device = json.loads(result.stdout.strip().splitlines()[-1])
     from analytics.zone_file import parse_zones
