@@ -11,7 +11,6 @@ carry a per-stream ``seq`` to drop repeats).
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -121,33 +120,31 @@ class Sink:
 
 
 class JsonLinesSink(Sink):
-    """Every event as one JSON line, written to ``.<name>.tmp`` beside ``path`` and renamed into place at close.
+    """Every event as one JSON line, written to a temporary beside ``path`` and renamed into place at close
+    (:class:`runtimes.atomic.JsonLines`).
 
     Events other sinks could not deliver are written too, as ``{"type": "undelivered", "sink", "reason",
     "event"}`` lines (see :meth:`record_undelivered`).
     """
 
     def __init__(self, path: "str | Path", queue_size: int = 10000) -> None:
-        from runtimes.atomic import check_output_dir
+        from runtimes.atomic import JsonLines
 
         self.path = Path(path)
-        check_output_dir(self.path)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self._file = open(self._tmp, "w", encoding="utf-8")
+        self._lines = JsonLines(self.path)
         super().__init__(f"file {self.path}", queue_size)
 
     def record_undelivered(self, sink: str, reason: str, event: Dict[str, Any]) -> None:
         self.submit({"type": "undelivered", "sink": sink, "reason": reason, "event": event})
 
     def _deliver(self, event: Dict[str, Any]) -> None:
-        self._file.write(json.dumps(event) + "\n")
+        self._lines.write(event)
         if self._queue.empty():
-            self._file.flush()  # readers tailing the temporary file see whole lines, without a flush per event
+            self._lines.flush()  # readers tailing the temporary file see whole lines, without a flush per event
         self._delivered()
 
     def _finish(self, timeout_s: float) -> None:
-        self._file.close()
-        os.replace(self._tmp, self.path)
+        self._lines.close()
 
 
 class WebhookSink(Sink):

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
-from typing import Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence
 
 from runtimes.errors import UserError
 
@@ -124,3 +126,38 @@ def atomic_write_bytes(path: "str | Path", data: bytes) -> None:
 
 def atomic_write_text(path: "str | Path", text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class JsonLines:
+    """One JSON object per line, from any thread, written to a temporary beside ``path`` and renamed into place
+    by :meth:`close` (the camera's ``--json``, the analytics' events file)."""
+
+    def __init__(self, path: Path) -> None:
+        check_output_dir(path)
+        self.path = path
+        self._temp = temporary_beside(path)
+        self._file = open(self._temp, "w", encoding="utf-8")
+        self._lock = threading.Lock()
+        self.lines = 0
+
+    def write(self, record: Dict[str, Any]) -> None:
+        line = json.dumps(record) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self.lines += 1
+
+    def flush(self) -> None:
+        """Whole lines so far visible in the temporary (for readers that tail it)."""
+        with self._lock:
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.close()
+            if self.lines:
+                move_into_place([self._temp], [self.path])
+            else:  # a run without frames: an empty file (nothing to be half-written)
+                self._temp.unlink()
+                self.path.write_text("")

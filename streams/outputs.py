@@ -1,11 +1,9 @@
-"""What a run writes: one annotated video per stream and one JSON-lines file for all of them, each written to
-a temporary file and renamed into place when the run ends (so an interrupted run leaves finished files, and a
-crash no half-written one where a good one was)."""
+"""What a run writes: one annotated video per stream and one JSON-lines file for all of them
+(:class:`runtimes.atomic.JsonLines`), each written to a temporary file and renamed into place when the run
+ends (so an interrupted run leaves finished files, and a crash no half-written one where a good one was)."""
 
 from __future__ import annotations
 
-import json
-import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -61,32 +59,3 @@ class VideoOutput:
             self._writer = None
             assert self._temp is not None
             move_into_place([self._temp], [self.path])
-
-
-class JsonLines:
-    """One JSON object per line, from any thread."""
-
-    def __init__(self, path: Path) -> None:
-        check_output_dir(path)
-        self.path = path
-        self._temp = temporary_beside(path)
-        self._file = open(self._temp, "w", encoding="utf-8")
-        self._lock = threading.Lock()
-        self.lines = 0
-
-    def write(self, record: Dict[str, Any]) -> None:
-        line = json.dumps(record) + "\n"
-        with self._lock:
-            self._file.write(line)
-            self.lines += 1
-
-    def close(self) -> None:
-        with self._lock:
-            if self._file.closed:
-                return
-            self._file.close()
-            if self.lines:
-                move_into_place([self._temp], [self.path])
-            else:  # a run without frames: an empty file (nothing to be half-written)
-                self._temp.unlink()
-                self.path.write_text("")

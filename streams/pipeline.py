@@ -19,13 +19,14 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 import numpy as np
 
+from runtimes.atomic import JsonLines
 from runtimes.detections import Detections
 from runtimes.detector import Detector
 from runtimes.errors import UserError
 from runtimes.requests import RequestResult
 from streams.capture import CapturedFrame, StreamCapture
 from streams.config import StreamSpec
-from streams.outputs import JsonLines, VideoOutput, video_paths
+from streams.outputs import VideoOutput, video_paths
 from streams.scheduler import BatchScheduler, Schedule
 from streams.sources import CsiOptions
 from streams.stats import StreamStats, percentile
