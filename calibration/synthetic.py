@@ -28,6 +28,8 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from runtimes.atomic import replace_folder
+
 SHAPE_CLASSES = ("ellipse", "rectangle", "triangle", "star", "cross")
 DEFAULT_SPLITS = {"train": 1600, "val": 150, "test": 250}
 DEFAULT_SEED = 2026
@@ -209,9 +211,7 @@ def generated_folder(root: Path, description: dict) -> Iterator[Path]:
     try:
         yield tmp
         (tmp / "DATASET.json").write_text(json.dumps(description, indent=2) + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
+        replace_folder(tmp, root)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from runtimes.atomic import replace_folder
 from runtimes.errors import UserError
 from runtimes.metadata import DECODED_OUTPUTS, INPUT_NAME, METADATA_KEY, NMS_OUTPUTS, RAW_OUTPUTS, ModelMetadata
 
@@ -335,13 +336,7 @@ def write_repository(model: ServedModel, repo: "str | Path", options: TritonOpti
         for path in [staging, staging / "1"]:
             os.chmod(path, 0o755)  # mkdtemp makes 0700; a server in a container runs as another user
         final = repo / name
-        retired = None
-        if final.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=repo))
-            os.replace(final, retired / name)
-        os.replace(staging, final)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
+        replace_folder(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     written = WrittenRepository(final, final / "config.pbtxt", [final / "1" / t.name for t in targets])

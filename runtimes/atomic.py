@@ -91,6 +91,19 @@ def remove_dead_temporaries(final: Path) -> None:
                 stale.unlink()
 
 
+def replace_folder(staging: Path, final: Path) -> None:
+    """Put the complete folder ``staging`` (a sibling of ``final``) at ``final``, replacing what is there:
+    the old folder is renamed aside first and removed after, so ``final`` never holds a mix of both and is
+    missing only between two renames."""
+    retired = None
+    if final.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        os.replace(final, retired / final.name)
+    os.replace(staging, final)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
