@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from runtimes.errors import UserError
+from tests.test_camera import write_video
 
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,13 +35,8 @@ FRAMES = 16
 
 
 def generated_video(path: Path, images: List[Path], size: Tuple[int, int], count: int) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, size)
-    for i in range(count):
-        image = cv2.imread(str(images[i % len(images)]))
-        assert image is not None
-        writer.write(cv2.resize(image, size))
-    writer.release()
-    return path
+    """A 10 FPS video of ``count`` frames cycling through ``images``."""
+    return write_video(path, [images[i % len(images)] for i in range(count)], size)
 
 
 def annotated_run(onnx: Path, video: Path, stream: str, limit: int = 0):
