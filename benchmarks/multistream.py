@@ -20,10 +20,11 @@ Per round, alternating so that drift hits every variant alike:
 * the app with 1, 2, 4, 8 streams at its default schedule (``plan_schedule``): aggregate FPS, the worst
   stream's FPS over the best's, each stream's latency p95, and where its CPU went: each thread's CPU time
   (/proc) while it streamed, per frame, by what the thread does;
-* the scheduling knobs at ``--knob-streams`` streams: ``--batch-size``, ``--async-depth``, ``--batch-timeout``;
+* the scheduling knobs at each ``--knob-streams`` count: ``--batch-size``, ``--async-depth``, ``--batch-timeout``;
 * N independent single-stream processes of apps/camera.py side by side (what batching in one process buys);
-* ``--knob-streams`` streams at the videos' own 30 FPS (``--realtime``, as cameras deliver frames): the
-  latency below saturation (saturated, a file frame's latency includes its wait in the queue).
+* the first ``--knob-streams`` count of streams at the videos' own 30 FPS (``--realtime``, as cameras
+  deliver frames): the latency below saturation (saturated, a file frame's latency includes its wait in the
+  queue).
 
 The tables give medians over rounds. Other sessions share this machine: the load average is printed with
 every run.
@@ -292,19 +293,18 @@ def variants(args: argparse.Namespace) -> List[Variant]:
     found: List[Variant] = []
     for precision in args.precisions:
         found += [Variant(precision, n) for n in args.streams]
-        if not args.no_knobs:
-            n = args.knob_streams
+        for n in ([] if args.no_knobs else args.knob_streams):
             for batch, depth, timeout in [(1, 0, 10.0), (1, 1, 10.0), (1, 2, 10.0), (1, 4, 10.0), (2, 2, 10.0),
                                           (n, 1, 10.0), (n, 2, 10.0), (n, 2, 2.0), (n, 2, 30.0)]:
-                variant = Variant(precision, n, batch, depth, timeout)
+                variant = Variant(precision, n, min(batch, n), depth, timeout)
                 if variant not in found:
                     found.append(variant)
         if not args.no_processes:
             found += [Variant(precision, n, processes=True) for n in args.streams if n > 1]
         if not args.no_realtime:
-            found.append(Variant(precision, args.knob_streams, realtime=True))
+            found.append(Variant(precision, args.knob_streams[0], realtime=True))
         if args.static:
-            found.append(Variant(precision, args.knob_streams, static=True))
+            found.append(Variant(precision, args.knob_streams[0], static=True))
     return found
 
 
@@ -316,8 +316,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternations (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=5.0,
                         help="seconds each run streams after its model is compiled (default: %(default)s)")
-    parser.add_argument("--knob-streams", type=int, default=4,
-                        help="stream count of the scheduling-knob sweep (default: %(default)s)")
+    parser.add_argument("--knob-streams", type=int, nargs="+", default=[4],
+                        help="stream counts of the scheduling-knob sweep; the first also runs --realtime and "
+                             "--static (default: %(default)s)")
     parser.add_argument("--no-knobs", action="store_true", help="skip the scheduling-knob sweep")
     parser.add_argument("--no-processes", action="store_true", help="skip the N single-stream processes")
     parser.add_argument("--static", action="store_true",
@@ -329,6 +330,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="validation run: 1 round, 2 s runs, 2 and 4 streams")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="built models (default: %(default)s)")
     args = parser.parse_args()
+    if min(args.streams + args.knob_streams) < 1:
+        parser.error("--streams and --knob-streams count streams: give 1 or more")
     if args.quick:
         args.rounds, args.duration, args.app_seconds, args.streams = 1, 2.0, 1.0, [1, 4]
         args.video_frames = 600
