@@ -690,6 +690,22 @@ PARSERS: Dict[str, Parser] = {p.name: p for p in [
 ]}
 
 
+def _surface_parsers() -> List[Parser]:
+    """The parsers of the modules in tests/fuzz/surfaces/ (imported here, after Case and Parser exist)."""
+    import importlib
+    import pkgutil
+
+    from tests.fuzz import surfaces
+
+    found: List[Parser] = []
+    for module in sorted(pkgutil.iter_modules(surfaces.__path__), key=lambda m: m.name):
+        found.extend(importlib.import_module(f"tests.fuzz.surfaces.{module.name}").PARSERS)
+    return found
+
+
+PARSERS.update((p.name, p) for p in _surface_parsers())
+
+
 def _where(exc: BaseException) -> str:
     """The innermost frame of the repository's own code (not a library's, not the harness's)."""
     found = ""
