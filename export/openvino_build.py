@@ -21,12 +21,11 @@ from export.openvino_nms import SCOPE, append_multiclass_nms, decoded_openvino_m
 from runtimes.atomic import atomic_folder_outputs, check_output_dir
 from runtimes.errors import UserError
 from runtimes.hashing import sha256_file
-from runtimes.metadata import METADATA_KEY, InputSpec, ModelMetadata
+from runtimes.metadata import METADATA_KEY, PRECISIONS, InputSpec, ModelMetadata
 from runtimes.metadata_io import WEIGHTS_KEY
 from runtimes.openvino_runner import OpenVINODetector, fold_normalisation
 from runtimes.preprocess import Preprocessor
 
-PRECISIONS = ("fp32", "fp16", "int8")
 # NNCF settings, recorded in the IR. MIXED: symmetric weights, asymmetric activations (the CPU plugin's
 # fast path); fast bias correction is NNCF's default and cheap.
 NNCF_SETTINGS = {"preset": "mixed", "fast_bias_correction": True, "model_type": None}

@@ -46,6 +46,7 @@ CHANNEL_ORDERS = ("RGB", "BGR")
 DYNAMIC_BATCH = 0
 MAX_INPUT_SIDE = 8192  # pixels; more is no SSD input (and would reach cv2.resize as a request for gigabytes)
 QUANTIZATIONS = ("none", "qdq", "nncf")  # qdq: explicit Q/DQ ONNX; nncf: OpenVINO IR with FakeQuantize
+PRECISIONS = ("fp32", "fp16", "int8")  # what a model file computes in; every build and benchmark row is one
 
 
 @dataclass
@@ -115,7 +116,7 @@ class ModelMetadata:
     checkpoint_sha256: Optional[str] = None
     source: str = ""
     input: Optional[InputSpec] = None  # None: the exported graph's contract (NCHW, normalised, batch 1)
-    precision: str = "fp32"  # fp32 | fp16 | int8
+    precision: str = "fp32"  # one of PRECISIONS
     quantization: str = "none"  # one of QUANTIZATIONS
     extra: Dict[str, Any] = field(default_factory=dict)  # build records: calibration, tools, settings
     schema: int = SCHEMA_VERSION
@@ -185,7 +186,7 @@ class ModelMetadata:
         if not all(type(v) is int and 1 <= v <= MAX_INPUT_SIDE for v in (self.input_height, self.input_width)):
             problems.append(f"input size must be whole numbers from 1 to {MAX_INPUT_SIDE}, not "
                             f"{self.input_height!r}x{self.input_width!r}")
-        if self.precision not in ("fp32", "fp16", "int8"):
+        if self.precision not in PRECISIONS:
             problems.append(f"unknown precision {self.precision!r}")
         if self.quantization not in QUANTIZATIONS:
             problems.append(f"unknown quantization {self.quantization!r}")
