@@ -495,7 +495,8 @@ def _build_triton(args: argparse.Namespace, output_dir: Path) -> int:
     model exported with a dynamic batch axis (export/triton_repo.py)."""
     import tempfile
 
-    from export.triton_repo import TritonOptions, describe, server_commands, write_repository
+    from export.triton_repo import TritonOptions, server_commands, write_repository
+    from runtimes.served_model import describe
 
     given = [p for p in (args.engine, args.ir, args.onnx, args.checkpoint) if p is not None]
     if len(given) > 1:

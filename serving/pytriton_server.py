@@ -3,8 +3,9 @@
 Triton receives requests over KServe v2 HTTP and gRPC, batches them (``max_batch``, ``queue_delay_us``) and
 hands each batch to :class:`NetworkCall`, which runs the toolkit's runner (ONNX Runtime for ``.onnx``,
 OpenVINO for ``.xml``) on it. The model is bound with the name, tensor names and ``ssd_edge.metadata``
-parameter of the model repository ``export/triton_repo.py`` writes, and takes the same tensor (the
-metadata's ``input`` contract): pre- and post-processing stay on the client (``runtimes/kserve_runner.py``).
+parameter of the model repository ``export/triton_repo.py`` writes (both read what a served model is from
+``runtimes/served_model.py``), and takes the same tensor (the metadata's ``input`` contract): pre- and
+post-processing stay on the client (``runtimes/kserve_runner.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from export.triton_repo import NUMPY_TYPES, PARAMETER_KEY, ServedModel, describe
 from runtimes.errors import UserError
+from runtimes.served_model import NUMPY_TYPES, PARAMETER_KEY, ServedModel, describe
 
 
 @dataclass

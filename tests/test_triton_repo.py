@@ -18,9 +18,9 @@ import pytest
 
 from export.build_engine import main as build
 from export.onnx_model import require_metadata
-from export.triton_repo import PARAMETER_KEY
 from runtimes.errors import UserError
 from runtimes.metadata import ModelMetadata
+from runtimes.served_model import PARAMETER_KEY
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
                                        reason="tritonclient is not installed: pip install 'tritonclient[http,grpc]'")
