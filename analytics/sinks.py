@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from analytics.webhook import check_webhook_url, post_bounded, short_reason
 from runtimes.errors import UserError
 
 Undelivered = Callable[[str, str, Dict[str, Any]], None]  # (sink name, reason, event)
 _STOP = object()
+_GRACE_S = 1.0  # after close's time is up: for the thread to fail what is queued and stop
 
 
 class Sink:
@@ -51,19 +53,18 @@ class Sink:
             return {"sent": self.sent, "failed": self.failed, "queued": self._queue.qsize()}
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Deliver what is queued for up to ``timeout_s``, then fail the rest; stop the thread."""
+        """Deliver what is queued for up to ``timeout_s``, then fail the rest (queued, or in flight in a call
+        that does not return); stop the thread. Returns within about ``timeout_s`` + 1 s, even when the queue
+        is full and the endpoint holds the thread."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._queue.put(_STOP, timeout=0.05)
-                break
-            except queue.Full:
-                if time.monotonic() >= deadline:
-                    self._give_up.set()
+        stop_queued = self._put_stop(deadline)
         self._thread.join(max(0.0, deadline - time.monotonic()))
-        if self._thread.is_alive():
+        if self._thread.is_alive():  # time is up: stop retrying, fail what is left
             self._give_up.set()
-            self._thread.join(1.0)
+            grace_end = time.monotonic() + _GRACE_S
+            if not stop_queued:  # the queue stayed full: the thread, no longer retrying, makes room
+                self._put_stop(grace_end)
+            self._thread.join(max(0.0, grace_end - time.monotonic()))
         if self._thread.is_alive():  # stuck in a call to the endpoint: count its event now, ignore it later
             with self._lock:
                 self._abandoned = True
@@ -78,6 +79,16 @@ class Sink:
             if item is not _STOP:
                 self._fail(item, "not delivered before close")
         self._finish(max(0.0, deadline - time.monotonic()))
+
+    def _put_stop(self, until: float) -> bool:
+        """Queue the end marker behind the events, waiting for room until ``until``; False when there was none."""
+        while True:
+            try:
+                self._queue.put(_STOP, timeout=max(0.0, min(0.05, until - time.monotonic())))
+                return True
+            except queue.Full:
+                if time.monotonic() >= until:
+                    return False
 
     def _run(self) -> None:
         while True:
@@ -96,6 +107,8 @@ class Sink:
                     self._fail(item, f"{type(exc).__name__}: {exc}")
             with self._lock:
                 self._current = None
+                if self._abandoned:  # close has counted this event and emptied the queue
+                    return
 
     def _delivered(self, count: int = 1) -> None:
         with self._lock:
@@ -148,53 +161,42 @@ class JsonLinesSink(Sink):
 
 
 class WebhookSink(Sink):
-    """One HTTP POST per event (``Content-Type: application/json``) to an http(s) URL.
+    """One HTTP POST per event (``Content-Type: application/json``) to an http(s) URL; a 2xx answer delivers it.
 
-    A refused connection, a timeout, a 5xx, 408 or 429 answer is retried up to ``retries`` times, waiting
-    ``backoff_s`` and then twice as long each time up to ``max_backoff_s``; any other 4xx fails the event
-    at once (retrying cannot fix it). With the defaults an outage of about 40 s loses nothing.
+    A refused connection, a timeout, an answer that is not HTTP, a 5xx, 408 or 429 is retried up to ``retries``
+    times, waiting ``backoff_s`` and then twice as long each time up to ``max_backoff_s``; any other answer
+    fails the event at once (retrying cannot fix it). With the defaults an outage of about 40 s loses nothing.
+    ``timeout_s`` bounds each whole exchange, from connecting to the answer's last byte read.
     """
 
     def __init__(self, url: str, *, timeout_s: float = 5.0, retries: int = 8, backoff_s: float = 0.5,
                  max_backoff_s: float = 8.0, queue_size: int = 1000,
                  on_undelivered: Optional[Undelivered] = None) -> None:
-        check_webhook_url(url)
+        self._target = check_webhook_url(url)
         self.url, self.timeout_s, self.retries = url, timeout_s, retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         super().__init__(f"webhook {url}", queue_size, on_undelivered)
 
     def _deliver(self, event: Dict[str, Any]) -> None:
-        import urllib.error
-        import urllib.request
+        import http.client
 
         body = json.dumps(event).encode("utf-8")
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
-            request = urllib.request.Request(self.url, data=body, method="POST",
-                                             headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
-                    reply.read()
-                self._delivered()
-                return
-            except urllib.error.HTTPError as exc:
-                if 400 <= exc.code < 500 and exc.code not in (408, 429):
-                    raise RuntimeError(f"HTTP {exc.code} {exc.reason} (not retried)") from None
-                error: Exception = exc
-            except (OSError, ValueError) as exc:  # refused, reset, timed out, DNS
-                error = exc
+                status, reason = post_bounded(self._target, body, self.timeout_s)
+            except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, DNS, not HTTP
+                error = short_reason(f"{type(exc).__name__}: {exc}")
+            else:
+                if 200 <= status < 300:
+                    self._delivered()
+                    return
+                error = short_reason(f"HTTP {status} {reason}")
+                if not (status >= 500 or status in (408, 429)):
+                    raise RuntimeError(f"{error} (not retried)")
             if attempt == self.retries or not self._wait(delay):
-                raise RuntimeError(f"{error} (after {attempt + 1} attempts)") from None
+                raise RuntimeError(f"{error} (after {attempt + 1} attempts)")
             delay = min(delay * 2, self.max_backoff_s)
-
-
-def check_webhook_url(url: str) -> None:
-    """UserError unless ``url`` is an http:// or https:// URL with a host."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"--webhook {url}: not an http:// or https:// URL; give one like http://127.0.0.1:8080/events")
 
 
 def parse_mqtt_address(text: str) -> Tuple[str, int, str]:

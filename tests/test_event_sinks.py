@@ -20,6 +20,8 @@ import pytest
 from analytics.pipeline import Analytics
 from analytics.sinks import JsonLinesSink, MqttSink, WebhookSink
 from analytics.zone_file import parse_zones
+from runtimes.errors import UserError
+from tests.scripted_http import ScriptedPeer, wait_until
 from tests.system_python import run_system_python
 from tests.test_zones import CLASSES, FPS, LINE, crossing_scene
 
@@ -294,3 +296,66 @@ print(json.dumps({{"paho": paho.mqtt.__version__, **sink.stats()}}))
         print(f"paho-mqtt {info['paho']} under /usr/bin/python3")
     finally:
         subscriber.close()
+
+
+@pytest.mark.parametrize("url, words", [
+    ("http://[::1/events", "not a valid URL"),
+    ("http://127.0.0.1:99999/events", "the port is not a number in 1..65535"),
+    ("http://127.0.0.1:0/events", "the port is not a number in 1..65535"),
+    ("ftp://127.0.0.1/events", "not an http:// or https:// URL"),
+    ("http://127.0.0.1:8080/ev ents", "spaces or control characters"),
+])
+def test_a_webhook_url_that_cannot_work_is_refused_in_one_line(url, words):
+    with pytest.raises(UserError, match=words) as refused:
+        WebhookSink(url)
+    assert "\n" not in str(refused.value) and "--webhook" in str(refused.value)
+
+
+@pytest.mark.parametrize("steps, delivered", [
+    ([("trickle", b"HTTP/1.1 200 OK\r\n" * 50, 0.1)], False),  # the status line and headers never end
+    ([("send", b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"), ("trickle", b"x" * 1000, 0.1)], True),
+], ids=["headers trickled", "body trickled"])
+def test_a_server_that_trickles_its_answer_cannot_hold_the_webhook(steps, delivered):
+    """The socket's timeout bounds each read only; a byte every 0.1 s kept the sink on one event for ever. The
+    timeout now bounds the whole exchange: an answer whose status never completes fails the attempt, one whose
+    status is in but whose body trickles is delivered."""
+    reasons: List[str] = []
+    with ScriptedPeer(steps) as peer:
+        hook = WebhookSink(peer.url, timeout_s=0.5, retries=1, backoff_s=0.01,
+                           on_undelivered=lambda sink, reason, event: reasons.append(reason))
+        for i in range(3):
+            hook.submit({"type": "counts", "stream": "s", "seq": i})
+        assert wait_until(lambda: sum(hook.stats()[k] for k in ("sent", "failed")) == 3, timeout_s=20)
+        hook.close(timeout_s=1)
+        attempts = peer.connections
+    if delivered:
+        assert hook.stats() == {"sent": 3, "failed": 0, "queued": 0} and attempts == 3
+    else:
+        assert hook.stats() == {"sent": 0, "failed": 3, "queued": 0} and attempts == 6  # 2 attempts each
+        assert reasons == ["RuntimeError: TimeoutError: no complete answer within 0.5 s (after 2 attempts)"] * 3
+
+
+def test_events_queued_or_in_flight_at_close_are_counted_and_kept_in_the_events_file(tmp_path):
+    """An endpoint that holds the one event in flight while the queue is full: close used to wait for room in
+    the queue for ever, so the 5 queued events and the one in flight were neither counted nor written."""
+    with ScriptedPeer([("hold",)]) as peer:
+        events_path = tmp_path / "events.jsonl"
+        events = JsonLinesSink(events_path)
+        hook = WebhookSink(peer.url, timeout_s=60, queue_size=5,
+                           on_undelivered=events.record_undelivered)
+        analytics = Analytics(["door"], CLASSES, None, [events, hook], events)
+        sent = [{"type": "counts", "stream": "door", "seq": i} for i in range(7)]
+        hook.submit(sent[0])
+        assert peer.request_read.wait(10)  # the first event is in flight, held by the peer
+        for event in sent[1:]:
+            hook.submit(event)  # 5 queued, the 7th finds the queue full
+        t0 = time.monotonic()
+        summary = analytics.close(timeout_s=0.5)
+        closing_s = time.monotonic() - t0
+    assert summary["sinks"][hook.name] == {"sent": 0, "failed": 7, "queued": 0}
+    lines = [json.loads(x) for x in events_path.read_text().splitlines()]
+    assert sorted((x["event"] for x in lines), key=lambda e: e["seq"]) == sent
+    reasons = [x["reason"] for x in lines]
+    assert sorted(set(reasons)) == ["not delivered before close", "queue full", "still being delivered at close"]
+    assert reasons.count("not delivered before close") == 5
+    assert closing_s < 0.5 + 2.0  # close's time, the second it gives the thread, and slack
