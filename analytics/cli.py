@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from analytics.pipeline import Analytics
 from runtimes.errors import UserError
 
-__all__ = ["DEFAULT_EVENTS_FILE", "Analytics", "add_arguments", "from_args"]
+__all__ = ["DEFAULT_EVENTS_FILE", "Analytics", "add_arguments", "check_at_start", "from_args"]
 
 DEFAULT_EVENTS_FILE = "events.jsonl"
 # (option, ByteTracker keyword, type, default, help)
@@ -87,7 +87,7 @@ def from_args(args: argparse.Namespace, stream_names: List[str], class_names: Se
     events_file: Optional[JsonLinesSink] = None
     try:
         if zones_path:
-            events_file = JsonLinesSink(args.events or Path(DEFAULT_EVENTS_FILE))
+            events_file = JsonLinesSink(events_path(args) or Path(DEFAULT_EVENTS_FILE))
             sinks.append(events_file)
         if mqtt_address is not None:
             sinks.append(MqttSink(*mqtt_address, queue_size=args.sink_queue))
@@ -104,6 +104,24 @@ def from_args(args: argparse.Namespace, stream_names: List[str], class_names: Se
     log(f"analytics: tracking {len(stream_names)} stream(s)"
         + (f", {counted} zone(s)/line(s), events to {where}" if zones else ""))
     return analytics
+
+
+def events_path(args: argparse.Namespace) -> Optional[Path]:
+    """Where the events file goes: --events, or ./events.jsonl with --zones; None without either."""
+    return args.events or (Path(DEFAULT_EVENTS_FILE) if getattr(args, "zones", None) else None)
+
+
+def check_at_start(args: argparse.Namespace) -> None:
+    """What needs neither the model nor the streams, checked before either is opened (one line each): the
+    events file's path (not a folder, FIFO or device; runtimes/atomic.py) and the webhook's URL."""
+    from analytics.webhook import check_webhook_url
+    from runtimes.atomic import check_output_path
+
+    path = events_path(args)
+    if path is not None:
+        check_output_path(path, "--events")
+    if args.webhook:
+        check_webhook_url(args.webhook)
 
 
 def tracking(args: argparse.Namespace) -> bool:

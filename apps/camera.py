@@ -176,12 +176,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_at_start(args: argparse.Namespace) -> None:
+    """Output paths (a folder, FIFO or device is refused: runtimes/atomic.py) and the analytics' checks that
+    need no model, before the model or a stream is opened."""
+    from analytics.cli import check_at_start as check_analytics_at_start
+    from runtimes.atomic import check_output_path
+    from streams.outputs import VIDEO_SUFFIXES
+
+    if args.json:
+        check_output_path(args.json, "--json")
+    if args.output and args.output.suffix.lower() in VIDEO_SUFFIXES:  # (a folder of videos is checked at open)
+        check_output_path(args.output, "--output")
+    check_analytics_at_start(args)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not args.batch_timeout > 0:  # also NaN
         raise UserError(f"--batch-timeout must be more than 0 ms, got {args.batch_timeout}")
+    check_at_start(args)
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:

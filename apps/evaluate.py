@@ -44,13 +44,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from calibration.evaluation import evaluate_detector
     from calibration.synthetic import ensure_demo_dataset
     from calibration.voc import VOCDataset
+    from runtimes.atomic import atomic_write_text, check_output_path
     from runtimes.class_names import read_class_names
     from runtimes.loader import load_detector
     from runtimes.preprocess import leave_cores_to_runtime
 
     args = build_parser().parse_args(argv)
+    # What can be checked without the data or the model is, before either is read (or the demo set generated).
+    json_path = check_output_path(args.json, "--json") if args.json else None
+    names = read_class_names(args.classes, "--classes") if args.classes else None
     root = args.voc_root or ensure_demo_dataset()
-    names = read_class_names(args.classes) if args.classes else None
     dataset = VOCDataset(root, args.year, args.split, names)
     for line in dataset.skipped.lines():
         print(f"skipped {line}")
@@ -64,12 +67,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(result.table())
     print(f"{len(dataset) if not args.limit else min(args.limit, len(dataset))} images in "
           f"{time.monotonic() - started:.1f} s")
-    if args.json:
-        from runtimes.atomic import atomic_write_text
-
+    if json_path is not None:
         # A class without objects has no AP: null, since NaN is not JSON.
         per_class = {k: (None if math.isnan(v) else v) for k, v in result.per_class.items()}
-        atomic_write_text(args.json, json.dumps({"model": str(args.model), "metric": args.metric,
+        atomic_write_text(json_path, json.dumps({"model": str(args.model), "metric": args.metric,
                                                  "map": result.map, "per_class": per_class}, indent=2))
     return 0
 
