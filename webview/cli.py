@@ -1,4 +1,5 @@
-"""The camera app's live-view flags: ``--serve``, ``--serve-token`` and ``--rtsp-out``.
+"""The camera app's live-view flags: ``--serve``, ``--serve-token``, ``--serve-header-timeout`` and
+``--rtsp-out``.
 
     from webview.cli import add_arguments, from_args
     add_arguments(parser)
@@ -15,10 +16,12 @@ import re
 from typing import List, Optional, Tuple
 
 from runtimes.errors import UserError
+from webview.gate import Limits
 from webview.live import LiveView
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_RTSP_PATH = "live"
+MAX_HEADER_TIMEOUT_S = 600.0  # longer only helps a client that holds connections open
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:/\[\]]+)):(?P<port>\d+)$")
 
 
@@ -29,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "/stream/STREAM.mjpg here; a bare PORT means 127.0.0.1:PORT, 0.0.0.0:PORT serves every "
                             "interface (default: off)")
     group.add_argument("--serve-token", metavar="TOKEN",
-                       help="require this token on every request, as ?token=TOKEN or Authorization: Bearer TOKEN "
-                            "(default: none)")
+                       help="require this token on every request, as ?token=TOKEN or Authorization: Bearer TOKEN, "
+                            "spaces around it ignored (default: none)")
+    group.add_argument("--serve-header-timeout", metavar="SECONDS", type=float,
+                       default=Limits.header_timeout_s,
+                       help="a client must send its whole request within this time of connecting, else it is "
+                            "closed (default: %(default)g)")
     group.add_argument("--rtsp-out", metavar="[HOST:]PORT/PATH",
                        help="publish the annotated video over RTSP at rtsp://HOST:PORT/PATH (one stream) or "
                             f"PATH/STREAM (several); HOST defaults to {DEFAULT_HOST}, PATH to {DEFAULT_RTSP_PATH} "
@@ -86,12 +93,20 @@ def from_args(args: argparse.Namespace, stream_names: List[str], log=print) -> O
         raise UserError("--serve/--rtsp-out: no streams to show")
     address = parse_host_port(serve) if serve else None
     rtsp = parse_rtsp_out(rtsp_out) if rtsp_out else None
-    view = LiveView(stream_names, serve=address, token=token, rtsp=rtsp, log=log)
+    limits = Limits(header_timeout_s=_header_timeout(getattr(args, "serve_header_timeout", Limits.header_timeout_s)))
+    view = LiveView(stream_names, serve=address, token=token, rtsp=rtsp, log=log, limits=limits)
     if view.url is not None:
         log(f"web view: {view.url}" + ("?token=... (token required)" if token else ""))
         if address is not None and not _loopback(address[0]) and token is None:
             log(f"web view: serving {address[0]} without --serve-token: anyone who reaches this port can watch")
     return view
+
+
+def _header_timeout(seconds: float) -> float:
+    if not 0 < seconds <= MAX_HEADER_TIMEOUT_S:  # also NaN
+        raise UserError(f"--serve-header-timeout {seconds:g}: give seconds above 0 and up to "
+                        f"{MAX_HEADER_TIMEOUT_S:g}")
+    return seconds
 
 
 def _loopback(host: str) -> bool:

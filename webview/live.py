@@ -22,6 +22,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtimes.errors import UserError
+from webview.gate import Limits
 from webview.hub import DEFAULT_JPEG_QUALITY, FrameHub
 
 RECENT_EVENTS = 12
@@ -49,9 +50,10 @@ class LiveView:
 
     def __init__(self, stream_names: List[str], serve: Optional[Tuple[str, int]] = None, token: Optional[str] = None,
                  rtsp: Optional[Tuple[str, int, str]] = None, log=print, jpeg_quality: int = DEFAULT_JPEG_QUALITY,
-                 send_timeout_s: float = 30.0, status_timeout_s: float = STATUS_TIMEOUT_S) -> None:
+                 limits: Limits = Limits(), status_timeout_s: float = STATUS_TIMEOUT_S) -> None:
         """``serve``: (host, port) of the HTTP server (port 0: any free one); ``rtsp``: (host, port, path) of
-        the RTSP output (mount points path/STREAM with several streams, path with one)."""
+        the RTSP output (mount points path/STREAM with several streams, path with one); ``limits``: what the
+        HTTP server allows its clients (deadlines, connections, threads)."""
         self.names = list(stream_names)
         self.hub = FrameHub(self.names, jpeg_quality)
         self._views: Dict[str, _StreamView] = {name: _StreamView() for name in self.names}
@@ -69,10 +71,13 @@ class LiveView:
                     from webview.metrics import PipelineMetrics
                 except ImportError:
                     raise UserError("--serve needs prometheus-client: pip install prometheus-client") from None
+                from webview.endpoints import LiveEndpoints
                 from webview.server import WebServer
 
                 self.metrics = PipelineMetrics(self.statuses, self.viewer_state)
-                self.server = WebServer(serve[0], serve[1], self, token, log, send_timeout_s)
+                page_token = token.strip() if token is not None else None  # as the server compares it
+                routes = LiveEndpoints(self, page_token, limits.send_buffer_bytes).routes()
+                self.server = WebServer(serve[0], serve[1], routes, token, limits, log)
             if rtsp is not None:
                 from webview.rtsp import RtspOut
 
