@@ -37,6 +37,7 @@ from calibration.synthetic import ensure_demo_dataset
 from export.demo_model import demo_onnx
 from runtimes.loader import load_detector
 from streams.overlay import draw
+from webview.gate import Limits
 from webview.live import LiveView
 
 
@@ -129,8 +130,8 @@ def main() -> None:
         detector(frame)  # warm-up
     # One live view per condition, each with its viewer attached for the whole run; the blocks of frames go to
     # one view after the other, so the conditions alternate every ~0.5 s and share the machine's drift.
-    views = {c: LiveView(["cam0"], serve=("127.0.0.1", 0), send_timeout_s=600.0, log=lambda _: None)
-             for c in conditions}
+    limits = Limits(send_timeout_s=600.0)  # the stalled viewer must stay connected for the whole run
+    views = {c: LiveView(["cam0"], serve=("127.0.0.1", 0), limits=limits, log=lambda _: None) for c in conditions}
     stalled = StalledViewer(views["stalled"].server.port)
     reading = ReadingViewer(views["reading"].server.port)
     time.sleep(1.0)  # both viewers connected and waiting
