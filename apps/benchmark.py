@@ -12,7 +12,8 @@ the baseline every speed-up is measured against, in the same run. OpenVINO rows 
 OpenVINO's own benchmark_app on the same IR. Unavailable combinations are listed with the reason.
 
 Outputs in --output-dir: benchmark.md (the table), benchmark.csv, benchmark.json (every raw figure, the
-environment and the command), benchmark.png (latency distributions; mAP against latency).
+environment and the command), benchmark.png (latency distributions; mAP against latency), published as one
+set: links into the hidden folder of the latest complete run (copy them with cp -L; runtimes/file_set.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ sys.path.pop(1)
 
 from benchmarking.measure import measure_in_child
 from benchmarking.plan import PRECISIONS, RUNTIMES, build_artifacts, plan_rows, unavailable_reason
-from benchmarking.report import environment, markdown_table, write_outputs
+from benchmarking.report import check_output_folder, environment, markdown_table, write_outputs
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
 
@@ -91,6 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"{folder}: cannot create the folder ({exc.strerror})") from None
+    check_output_folder(output_dir)  # the report's files, before hours of measuring
     from calibration.synthetic import ensure_demo_dataset
 
     demo = args.checkpoint is None and not args.models

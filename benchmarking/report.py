@@ -1,5 +1,5 @@
 """The benchmark's report: the Markdown table, CSV, JSON (every raw figure, the environment, the command) and
-the plot, written together."""
+the plot, published together as one set (runtimes/file_set.py)."""
 
 from __future__ import annotations
 
@@ -65,32 +65,48 @@ def markdown_table(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+REPORT_STEM = "benchmark"
+REPORT_FILES = ("benchmark.md", "benchmark.json", "benchmark.csv", "benchmark.png")  # .png: with matplotlib
+_CSV_FIELDS = ["runtime", "precision", "nms", "status", "device", "model", "size_mb", "map_voc07", "iterations",
+               "fps", "throughput_fps", "peak_rss_mb", "benchmark_app_ms", "inference_vs_benchmark_app"]
+_STAGES = ("preprocess", "inference", "postprocess", "end_to_end")
+_STATISTICS = ("p50", "p90", "p99", "mean")
+
+
+def check_output_folder(output_dir: Path) -> None:
+    """UserError (one line) unless the report can be written in ``output_dir``: before the run, not after it."""
+    from runtimes.file_set import check_file_set
+
+    check_file_set(output_dir, REPORT_FILES, REPORT_STEM, "--output-dir")
+
+
 def write_outputs(rows: List[Dict[str, Any]], env: Dict[str, Any], output_dir: Path) -> List[Path]:
-    """benchmark.md, .json, .csv (and the plot) in ``output_dir``: all written to temporary files first and
-    renamed into place together, so a crash leaves the previous set (at worst a rename or two of a mixed one)."""
+    """benchmark.md, .json, .csv and the plot in ``output_dir``, published as one set (runtimes/file_set.py): a
+    kill at any moment leaves the previous report or this one, never a table beside another run's figures."""
+    from runtimes.file_set import file_set
+
+    with file_set(output_dir, REPORT_FILES, REPORT_STEM, "--output-dir") as staging:
+        (staging / "benchmark.md").write_text(markdown_table(rows) + "\n", encoding="utf-8")
+        (staging / "benchmark.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1),
+                                                encoding="utf-8")
+        _write_csv(rows, staging / "benchmark.csv")
+        _plot(rows, staging / "benchmark.png")
+    return [output_dir / name for name in REPORT_FILES if (output_dir / name).exists()]
+
+
+def _write_csv(rows: List[Dict[str, Any]], path: Path) -> None:
     import csv
 
-    from runtimes.atomic import atomic_outputs
-
-    finals = [output_dir / n for n in ("benchmark.md", "benchmark.json", "benchmark.csv")]
-    fields = ["runtime", "precision", "nms", "status", "device", "model", "size_mb", "map_voc07", "iterations", "fps",
-              "throughput_fps", "peak_rss_mb", "benchmark_app_ms", "inference_vs_benchmark_app"]
-    stage_fields = [f"{s}_{k}_ms" for s in ("preprocess", "inference", "postprocess", "end_to_end")
-                    for k in ("p50", "p90", "p99", "mean")]
-    with atomic_outputs(*finals) as (md, data, table):
-        md.write_text(markdown_table(rows) + "\n", encoding="utf-8")
-        data.write_text(json.dumps({"environment": env, "rows": rows}, indent=1), encoding="utf-8")
-        with open(table, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields + stage_fields)
-            writer.writeheader()
-            for r in rows:
-                flat = {k: r.get(k) for k in fields}
-                for s in ("preprocess", "inference", "postprocess", "end_to_end"):
-                    for k in ("p50", "p90", "p99", "mean"):
-                        flat[f"{s}_{k}_ms"] = r.get("latency_ms", {}).get(s, {}).get(k)
-                writer.writerow(flat)
-    plot = _plot(rows, output_dir / "benchmark.png")
-    return finals + ([plot] if plot else [])
+    stage_fields = [f"{s}_{k}_ms" for s in _STAGES for k in _STATISTICS]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=_CSV_FIELDS + stage_fields)
+        writer.writeheader()
+        for r in rows:
+            flat = {k: r.get(k) for k in _CSV_FIELDS}
+            for s in _STAGES:
+                for k in _STATISTICS:
+                    flat[f"{s}_{k}_ms"] = r.get("latency_ms", {}).get(s, {}).get(k)
+            writer.writerow(flat)
 
 
 def _plot(rows: List[Dict[str, Any]], path: Path) -> Optional[Path]:
@@ -120,9 +136,6 @@ def _plot(rows: List[Dict[str, Any]], path: Path) -> Optional[Path]:
     right.set_ylabel("mAP VOC07 (%)")
     right.set_title("accuracy against speed")
     fig.tight_layout()
-    from runtimes.atomic import atomic_outputs
-
-    with atomic_outputs(path) as (temp,):
-        fig.savefig(temp, dpi=110, format="png")
+    fig.savefig(path, dpi=110, format="png")  # into the set's new folder: published with the rest
     plt.close(fig)
     return path

@@ -110,7 +110,7 @@ def remove_dead_temporaries(final: Path) -> None:
     prefix = f".{final.name}."
     for stale in final.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
         pid_text = stale.name[len(prefix):].split(".", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _running(int(pid_text)):
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or is_running(int(pid_text)):
             continue
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
@@ -132,7 +132,7 @@ def replace_folder(staging: Path, final: Path) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def _running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -154,15 +154,15 @@ def move_into_place(temps: Sequence[Path], finals: Sequence[Path]) -> None:
 
 
 def _rename_into_place(temp: Path, target: Path) -> None:
-    os.chmod(temp, _default_file_mode())  # mkstemp creates 0600; a model file is as readable as any other
+    os.chmod(temp, default_mode())  # mkstemp creates 0600; a model file is as readable as any other
     os.replace(temp, target)
 
 
-def _default_file_mode() -> int:
-    """0666 less the process umask: the mode ``open()`` would have given a new file."""
+def default_mode(full: int = 0o666) -> int:
+    """``full`` less the process umask: the mode ``open()`` (0666) or ``mkdir`` (0777) would have given."""
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return full & ~mask
 
 
 def atomic_write_bytes(path: "str | Path", data: bytes) -> None:

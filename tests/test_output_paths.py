@@ -159,3 +159,20 @@ def test_evaluate_refuses_a_folder_as_json_before_any_work(tmp_path, demo_model)
     result = _run("apps/evaluate.py", "--model", onnx_path, "--voc-root", tmp_path / "no-such-voc", "--json", folder)
     _one_line(result, f"--json {folder}: a folder")
     assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, make, words", [
+    ("benchmark.json", _fifo, "--output-dir {path}: a FIFO"),
+    ("benchmark.md", _folder, "--output-dir {path}: a folder"),
+    ("benchmark.csv", lambda p: p.symlink_to("/etc/hostname") or p, "is a link to /etc/hostname, not to "
+                                                                    ".benchmark.current/benchmark.csv"),
+])
+def test_benchmark_refuses_a_report_folder_it_cannot_publish_in_before_measuring(tmp_path, name, make, words):
+    out = tmp_path / "report"
+    out.mkdir()
+    path = make(out / name)
+    kind = _kind(path)
+    result = _run("apps/benchmark.py", "--models", tmp_path / "missing.onnx", "--output-dir", out,
+                  "--build-dir", tmp_path / "builds")
+    _one_line(result, words.format(path=path))
+    assert _kind(path) == kind and [p.name for p in out.iterdir()] == [name]
