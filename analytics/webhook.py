@@ -43,7 +43,24 @@ def check_webhook_url(url: str) -> WebhookTarget:
         raise UserError(f"{where}: credentials in the URL are not sent; put a token in the path or query instead")
     https = parts.scheme == "https"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return WebhookTarget(https, parts.hostname, port or (443 if https else 80), path)
+    target = WebhookTarget(https, parts.hostname, port or (443 if https else 80), path)
+    _check_sendable(where, target)
+    return target
+
+
+def _check_sendable(where: str, target: WebhookTarget) -> None:
+    """UserError unless http.client can make the request (its own checks of the host and path, which would
+    otherwise fail every POST): the request line and Host header are built, nothing is sent."""
+    import http.client
+
+    try:
+        target.host.encode("idna")  # as connecting will
+        probe = http.client.HTTPConnection(target.host, target.port)
+        probe.putrequest("POST", target.path)
+        probe.close()
+    except (ValueError, UnicodeError, http.client.HTTPException) as exc:
+        raise UserError(f"{where}: cannot be sent ({exc}); fix the host, or percent-encode characters outside "
+                        "ASCII") from None
 
 
 MAX_ANSWER_BYTES = 64 * 1024  # read of an answer's body, which is not used: its status is all that counts
