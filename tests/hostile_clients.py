@@ -55,17 +55,22 @@ def parse_answer(data: bytes, partial: bool = False) -> Answer:
 
 
 def exchange(port: int, data: bytes, timeout_s: float = 10.0, head_only: bool = False,
-             limit: int = 8 << 20) -> Answer:
-    """Send ``data`` on a new connection, read to its end (or, with ``head_only``, to the end of the head and
-    the first bytes after it: for streams that never end), parse the answer."""
+             limit: int = 8 << 20, pieces: int = 1) -> Answer:
+    """Send ``data`` (in ``pieces``, a little apart) on a new connection, read to its end, parse the answer.
+    Only the head and the first bytes after it are read of a stream (multipart, it never ends) and, with
+    ``head_only``, of any answer (the answer to HEAD has none). ``socket.timeout`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     with socket.create_connection((HOST, port), timeout=timeout_s) as sock:
         try:
-            sock.sendall(data)
+            for k in range(pieces):
+                if k:
+                    time.sleep(0.01)
+                sock.sendall(data[k * len(data) // pieces:(k + 1) * len(data) // pieces])
         except OSError:
             pass  # the server answered and closed before taking all of it (a refusal): read the answer
         received = b""
-        while len(received) < limit and not (head_only and b"\r\n\r\n" in received):
+        partial = False
+        while len(received) < limit and not partial:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 chunk = sock.recv(65536)
@@ -74,7 +79,9 @@ def exchange(port: int, data: bytes, timeout_s: float = 10.0, head_only: bool = 
             if not chunk:
                 break
             received += chunk
-    return parse_answer(received, partial=head_only)
+            head = received.partition(b"\r\n\r\n")[0] if b"\r\n\r\n" in received else None
+            partial = head is not None and (head_only or b"multipart/x-mixed-replace" in head)
+    return parse_answer(received, partial=partial)
 
 
 def get(port: int, path: str, token: Optional[str] = None, timeout_s: float = 10.0) -> Answer:
