@@ -142,9 +142,9 @@ def _throughput(row: Dict[str, Any], detector, frames, depth: int):
     """Frames per second with ``depth`` requests in flight (the runtime's own kind: see runtimes/requests.py)."""
     if depth <= 1 or row["runtime"] == "pytorch":
         return None, "sequential calls: see FPS"
-    from runtimes.loader import load_detector
+    from runtimes.loader import load_detector, runtime_for
 
-    options = {"hint": "throughput"} if row["runtime"] == "openvino" else {}
+    options = dict(runtime_for(row["model"], row["runtime"]).throughput_options)  # the runtime's own, if any
     async_detector = load_detector(row["model"], row["runtime"], **options)
     batch = (frames * (1 + 64 // len(frames)))[:64]
     for rounds in (batch[:depth], batch):  # the first round warms every request up
@@ -156,7 +156,8 @@ def _throughput(row: Dict[str, Any], detector, frames, depth: int):
         rate = len(rounds) / (time.perf_counter() - start)
         kind = type(requests).__name__
     async_detector.close()
-    return rate, f"{kind}, {depth} requests" + (", throughput hint" if options else "")
+    shown = ", ".join(f"{key} {value}" for key, value in options.items())
+    return rate, f"{kind}, {depth} requests" + (f", {shown}" if shown else "")
 
 
 def benchmark_app_median(xml: str, seconds: int = 5, batches: Sequence[Any] = ()) -> Optional[float]:

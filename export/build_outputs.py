@@ -21,17 +21,18 @@ from runtimes.errors import UserError
 from runtimes.metadata import ModelMetadata
 
 MADE_FROM = "made_from"
+TARGET_SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}  # the model file each target writes
 ONNX_VARIANTS = {"fp32": "", "fp16": "_fp16", "int8": "_int8_qdq"}
 
 
-def model_file(output_dir: Path, stem: str, precision: str, nms: str, suffix: str) -> Path:
-    """An IR (``.xml``) or engine (``.engine``): ``STEM_PRECISION[_nms]SUFFIX``."""
-    return output_dir / f"{stem}_{precision}{'_nms' if nms == 'engine' else ''}{suffix}"
+def model_file(output_dir: Path, stem: str, precision: str, nms: str, target: str) -> Path:
+    """An IR or engine: ``STEM_PRECISION[_nms].xml`` or ``.engine``."""
+    return output_dir / f"{stem}_{precision}{'_nms' if nms == 'engine' else ''}{TARGET_SUFFIXES[target]}"
 
 
 def onnx_variant(output_dir: Path, stem: str, precision: str) -> Path:
     """The ONNX model at ``precision``: as exported, FP16, or Q/DQ INT8."""
-    return output_dir / f"{stem}{ONNX_VARIANTS[precision]}.onnx"
+    return output_dir / f"{stem}{ONNX_VARIANTS[precision]}{TARGET_SUFFIXES['onnx']}"
 
 
 def with_nms(onnx_path: Path, output_dir: Path) -> Path:

@@ -110,43 +110,78 @@ def test_nms_inside_the_model_rows_give_the_reference_accuracy(tmp_path, demo_mo
     assert "| openvino (NMS in model) | FP32 |" in (out / "benchmark.md").read_text()
 
 
+def test_the_rows_runtimes_and_their_throughput_options_come_from_the_registry(monkeypatch, demo_model, tmp_path):
+    """A runtime registered for IR files gets rows built by the OpenVINO target; one that opens only URLs gets
+    none; the throughput column loads a runtime with the options its registration carries."""
+    import runtimes.loader as loader
+    from benchmarking.measure import _throughput
+    from benchmarking.plan import REFERENCE, PlanOptions, benchmark_runtimes, build_target, plan_rows
+    from calibration.images import read_image
+    from runtimes.onnxruntime_runner import OnnxRuntimeDetector
+
+    loader.registered_runtimes()  # the built-in runners found first, so the additions below are not overwritten
+    seen = []
+
+    def toy(location, **options):
+        seen.append(options)
+        return OnnxRuntimeDetector(str(demo_model[1]))
+
+    monkeypatch.setitem(loader._REGISTRY, "toy-ir", loader.Runtime("toy-ir", (".xml",), toy))
+    monkeypatch.setitem(loader._REGISTRY, "toy-url", loader.Runtime("toy-url", ("toy://",), toy))
+    monkeypatch.setitem(loader._REGISTRY, "toy-file", loader.Runtime("toy-file", (".toy",), toy,
+                                                                     throughput_options={"streams": 2}))
+    names = benchmark_runtimes()
+    assert names[0] == REFERENCE and {"onnxruntime", "openvino", "tensorrt", "toy-ir"} <= set(names)
+    assert "kserve" not in names and "toy-url" not in names and "toy-file" not in names
+    assert [build_target(n) for n in ("onnxruntime", "openvino", "tensorrt", "toy-ir")] == \
+        ["onnx", "openvino", "tensorrt", "openvino"]
+    (row,) = plan_rows(PlanOptions(["toy-url"], ["fp32"]))
+    assert row["status"].startswith("unavailable: toy-url opens no file a build makes")
+    model = tmp_path / "m.toy"
+    model.write_bytes(b"the toy factory opens the demo ONNX whatever the file")
+    frames = [read_image(p)[0] for p in sorted((demo_model[2] / "VOCdevkit/VOC2007/JPEGImages").glob("*.jpg"))[:2]]
+    rate, note = _throughput({"runtime": "toy-file", "model": str(model)}, None, frames, 2)
+    assert seen == [{"streams": 2}] and rate > 0 and note.endswith("2 requests, streams 2")
+
+
 @pytest.mark.slow
-def test_onnx_runtime_rows_run_the_qdq_and_fp16_models_rebuilt_when_their_inputs_change(demo_model, tmp_path,
-                                                                                         capsys):
-    import argparse
+def test_onnx_runtime_rows_are_built_through_export_build_and_kept_while_their_inputs_stay(demo_model, tmp_path):
+    import dataclasses
     import shutil
 
     import onnx
 
-    from benchmarking.plan import _onnx_variant, plan_rows
-    from calibration.stream import select_images
+    from benchmarking.plan import PlanOptions, model_request, plan_rows
+    from export.build import build
+    from export.build_request import SourceSpec
     from export.onnx_model import load_onnx, read_metadata, write_metadata
 
-    args = argparse.Namespace(runtimes=["onnxruntime"], precisions=["fp32", "fp16", "int8"], nms="host",
-                              checkpoint=None, models=None)
-    assert [r["status"] for r in plan_rows(args)] == ["planned"] * 3
-    _, onnx_path, data = demo_model
-    meta = read_metadata(load_onnx(onnx_path), str(onnx_path))
-    eight, nine = (select_images(data, n, 0, split="train") for n in (8, 9))
-    assert _onnx_variant(onnx_path, meta, "fp32", tmp_path, None) == onnx_path
-    qdq = _onnx_variant(onnx_path, meta, "int8", tmp_path, eight)
-    fp16 = _onnx_variant(onnx_path, meta, "fp16", tmp_path, None)
-    built = read_metadata(load_onnx(qdq), str(qdq))
-    assert (built.precision, built.quantization) == ("int8", "qdq") and built.extra["quantization"]["calibration"][
-        "images"] == 8
-    assert read_metadata(load_onnx(fp16), str(fp16)).precision == "fp16"
-    capsys.readouterr()
-    _onnx_variant(onnx_path, meta, "int8", tmp_path, eight)
-    _onnx_variant(onnx_path, meta, "fp16", tmp_path, None)
-    assert capsys.readouterr().out.count("reusing") == 2
-    _onnx_variant(onnx_path, meta, "int8", tmp_path, nine)  # other images: rebuilt
-    assert read_metadata(load_onnx(qdq), str(qdq)).extra["quantization"]["calibration"]["images"] == 9
-    other = tmp_path / "src" / onnx_path.name  # another source ONNX (same network, other metadata): rebuilt
+    options = PlanOptions(["onnxruntime"], ["fp32", "fp16", "int8"], calib_images=8)
+    rows = plan_rows(options)
+    assert [r["status"] for r in rows] == ["planned"] * 3
+
+    def models(options, source=SourceSpec(), precisions=("fp32", "fp16", "int8")):
+        return {r["precision"]: build(model_request(r, options, source, tmp_path), log=lambda _: None)
+                for r in rows if r["precision"] in precisions}
+
+    def meta(path):
+        return read_metadata(load_onnx(path), str(path))
+
+    first = models(options)
+    assert all(result.built for result in first.values())
+    assert first["int8"].path.name.endswith("_int8_qdq.onnx") and first["fp16"].path.name.endswith("_fp16.onnx")
+    int8 = meta(first["int8"].path)
+    assert (int8.precision, int8.quantization) == ("int8", "qdq")
+    assert int8.extra["quantization"]["calibration"]["images"] == 8
+    assert meta(first["fp16"].path).precision == "fp16"
+    assert not any(result.built for result in models(options).values())  # the same inputs: all kept
+    nine = models(dataclasses.replace(options, calib_images=9))  # other images: only the INT8 model is rebuilt
+    assert [p for p, result in nine.items() if result.built] == ["int8"]
+    assert meta(nine["int8"].path).extra["quantization"]["calibration"]["images"] == 9
+    other = tmp_path / "src" / demo_model[1].name  # another source ONNX (same network, other metadata): rebuilt
     other.parent.mkdir()
-    shutil.copyfile(onnx_path, other)
+    shutil.copyfile(demo_model[1], other)
     model = load_onnx(other)
-    write_metadata(model, meta.replace(score_threshold=0.02))
+    write_metadata(model, meta(demo_model[1]).replace(score_threshold=0.02))
     onnx.save(model, str(other))
-    capsys.readouterr()
-    _onnx_variant(other, meta, "fp16", tmp_path, None)
-    assert "building" in capsys.readouterr().out
+    assert models(options, SourceSpec(onnx=other), ("fp16",))["fp16"].built

@@ -18,7 +18,7 @@ def build_openvino_ir(context: BuildContext) -> BuildResult:
 
     request, source, meta = context.request, context.source, context.meta
     precision, in_graph_nms = request.precision, request.nms == "engine"
-    out = build_outputs.model_file(context.output_dir, source.stem, precision, request.nms, ".xml")
+    out = build_outputs.model_file(context.output_dir, source.stem, precision, request.nms, "openvino")
     int8 = precision == "int8"
     calibration = context.calibration() if int8 else None
     settings: Dict[str, Any] = {"recipe": RECIPE}

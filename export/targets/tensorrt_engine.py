@@ -31,7 +31,7 @@ def build_tensorrt_engine(context: BuildContext) -> BuildResult:
     request, source, output_dir = context.request, context.source, context.output_dir
     setup = _setup(context)
     precision, plan = setup.options.precision, setup.plan
-    out = build_outputs.model_file(output_dir, source.stem, precision, request.nms, ".engine")
+    out = build_outputs.model_file(output_dir, source.stem, precision, request.nms, "tensorrt")
     calibration = context.calibration() if plan.int8_route == "implicit" or plan.onnx_variant == "qdq" else None
     record = build_outputs.made_from(source.onnx, "tensorrt", precision, request.nms, calibration,
                                      **_settings(context, setup))
