@@ -28,15 +28,8 @@ from typing import Any, Dict, List, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.pop(1)
 
+from benchmarking import plan
 from benchmarking.measure import measure_in_child
-from benchmarking.plan import (
-    PRECISIONS,
-    PlanOptions,
-    benchmark_runtimes,
-    build_artifacts,
-    plan_rows,
-    unavailable_reason,
-)
 from benchmarking.report import check_output_folder, environment, markdown_table, write_outputs
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
@@ -66,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, help="outputs incl. background (default: from the checkpoint)")
     p.add_argument("--classes", type=Path, help="class names file (default: VOC's 20 for 21 outputs)")
     p.add_argument("--models", nargs="+", help="measure these model files or server URLs instead of building")
-    runtimes = benchmark_runtimes()
+    runtimes = plan.benchmark_runtimes()
     p.add_argument("--runtimes", type=_csv_list(runtimes), default=runtimes,
                    help=f"comma-separated (default: {','.join(runtimes)})")
-    p.add_argument("--precisions", type=_csv_list(PRECISIONS), default=list(PRECISIONS),
-                   help=f"comma-separated (default: {','.join(PRECISIONS)})")
+    p.add_argument("--precisions", type=_csv_list(plan.PRECISIONS), default=list(plan.PRECISIONS),
+                   help=f"comma-separated (default: {','.join(plan.PRECISIONS)})")
     p.add_argument("--voc-root", type=Path, help="VOC root for mAP (default with the demo model: its data set)")
     p.add_argument("--year", default="2007", help="VOC year (default: %(default)s)")
     p.add_argument("--split", default="test", help="split for mAP (default: %(default)s)")
@@ -108,10 +101,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.models:
         rows = [_row_for_file(m) for m in args.models]
     else:
-        options = PlanOptions(args.runtimes, args.precisions, args.nms, args.checkpoint, args.arch, args.num_classes,
-                              args.classes, args.calib_data, args.calib_images)
-        rows = plan_rows(options)
-        build_artifacts(rows, options, build_dir)
+        options = plan.PlanOptions(args.runtimes, args.precisions, args.nms, args.checkpoint, args.arch,
+                                   args.num_classes, args.classes, args.calib_data, args.calib_images)
+        rows = plan.plan_rows(options)
+        plan.build_artifacts(rows, options, build_dir)
     frames_root = Path(__file__).resolve().parents[2] / "shared/data/voc-mini/VOCdevkit/VOC2007/JPEGImages"
     frames = sorted(frames_root.glob("*.jpg"))[:16] or sorted(
         (Path(voc_root or ensure_demo_dataset(verbose=False)) / "VOCdevkit/VOC2007/JPEGImages").glob("*.jpg"))[:16]
@@ -146,8 +139,8 @@ def _row_for_file(location: str) -> Dict[str, Any]:
     if not is_url(location) and not Path(location).is_file():
         raise UserError(f"{location}: no such model file")
     runtime = runtime_for(location).name
-    reason = unavailable_reason(runtime)
-    precision = next((p for p in PRECISIONS if p in Path(location).stem.lower()), "fp32")
+    reason = plan.unavailable_reason(runtime)
+    precision = next((p for p in plan.PRECISIONS if p in Path(location).stem.lower()), "fp32")
     return {"runtime": runtime, "precision": precision, "model": location,
             "status": "planned" if reason is None else f"unavailable: {reason}"}
 

@@ -23,17 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.pop(1)
 
 from calibration.tensorrt_calibrator import ALGORITHMS
+from export import build_request as spec
 from export.build import build
-from export.build_request import (
-    DEFAULT_OUTPUT,
-    TARGETS,
-    BuildRequest,
-    CalibrationSpec,
-    Int8Spec,
-    SourceSpec,
-    TensorRTSpec,
-    ValidationSpec,
-)
 from export.qdq_onnx import METHODS
 from export.tensorrt_build import INT8_ROUTES, parse_batch
 from export.triton_repo import TritonOptions
@@ -44,12 +35,12 @@ from runtimes.nms_options import NMS_MODES
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--target", choices=TARGETS, default="auto",
+    p.add_argument("--target", choices=spec.TARGETS, default="auto",
                    help="auto: TensorRT when TensorRT and a CUDA GPU are present, else OpenVINO (default: auto)")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="FP16 (default: FP32 on OpenVINO)")
     prec.add_argument("--int8", action="store_true", help="INT8, calibrated on --calib-data")
-    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: outputs/)")
+    p.add_argument("--output", type=Path, default=spec.DEFAULT_OUTPUT, help="output folder (default: outputs/)")
     p.add_argument("--nms", choices=NMS_MODES, default="host",
                    help="engine: decoding and NMS inside the engine or IR, which returns final detections "
                         "(TensorRT: EfficientNMS_TRT; OpenVINO: MulticlassNms, same results as host NMS); "
@@ -128,25 +119,25 @@ def _triton_arguments(p: argparse.ArgumentParser) -> None:
     tri.add_argument("--ovms", action="store_true", help="also write OpenVINO Model Server's config.json (IR only)")
 
 
-def request_from(args: argparse.Namespace, argv: Sequence[str]) -> BuildRequest:
-    """The command line as a :class:`BuildRequest` (``argv`` is recorded in engines as their rebuild command)."""
+def request_from(args: argparse.Namespace, argv: Sequence[str]) -> spec.BuildRequest:
+    """The command line as a build request (``argv`` is recorded in engines as their rebuild command)."""
     if args.engine is not None and args.ir is not None:
         raise UserError("--target triton serves one model: pass one of --engine, --ir, --onnx, --checkpoint")
     try:
         preferred = [int(s) for s in args.preferred_batch.split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--preferred-batch {args.preferred_batch}: give batch sizes as integers, e.g. 4,8") from None
-    source = SourceSpec(args.checkpoint, args.arch, args.num_classes, args.classes, args.onnx,
+    source = spec.SourceSpec(args.checkpoint, args.arch, args.num_classes, args.classes, args.onnx,
                         args.engine or args.ir, args.allow_pickle)
     report = args.int8_report
-    return BuildRequest(
+    return spec.BuildRequest(
         source, args.target, "int8" if args.int8 else "fp16" if args.fp16 else "fp32",
-        CalibrationSpec(args.calib_data, args.calib_images, args.calib_seed, args.calib_split, args.year),
-        ValidationSpec(args.val_data, args.val_split, args.year),
-        Int8Spec(args.max_map_drop, args.max_float_layers, report is not None, Path(report) if report else None,
+        spec.CalibrationSpec(args.calib_data, args.calib_images, args.calib_seed, args.calib_split, args.year),
+        spec.ValidationSpec(args.val_data, args.val_split, args.year),
+        spec.Int8Spec(args.max_map_drop, args.max_float_layers, report is not None, Path(report) if report else None,
                  args.qdq_method),
         args.nms, parse_batch(args.batch), args.output,
-        TensorRTSpec(args.int8_route, args.calib_algorithm, args.calib_batch, args.calib_cache, args.workspace,
+        spec.TensorRTSpec(args.int8_route, args.calib_algorithm, args.calib_batch, args.calib_cache, args.workspace,
                      args.timing_cache, args.dla_core),
         TritonOptions(args.model_name or "", args.max_batch, args.dynamic_batching, preferred, args.queue_delay_us,
                       args.instance_count, args.instance_kind),
