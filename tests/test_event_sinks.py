@@ -304,6 +304,7 @@ print(json.dumps({{"paho": paho.mqtt.__version__, **sink.stats()}}))
     ("http://127.0.0.1:0/events", "the port is not a number in 1..65535"),
     ("ftp://127.0.0.1/events", "not an http:// or https:// URL"),
     ("http://127.0.0.1:8080/ev ents", "spaces or control characters"),
+    ("http://127.0.0.1:8080/\u00e9v\u00e9nements", "cannot be sent"),  # http.client refuses it at every POST
 ])
 def test_a_webhook_url_that_cannot_work_is_refused_in_one_line(url, words):
     with pytest.raises(UserError, match=words) as refused:
@@ -359,3 +360,20 @@ def test_events_queued_or_in_flight_at_close_are_counted_and_kept_in_the_events_
     assert sorted(set(reasons)) == ["not delivered before close", "queue full", "still being delivered at close"]
     assert reasons.count("not delivered before close") == 5
     assert closing_s < 0.5 + 2.0  # close's time, the second it gives the thread, and slack
+
+
+def test_mqtt_events_unacknowledged_at_close_are_counted_and_kept_in_the_events_file(broker, tmp_path):
+    """The MQTT side of the same promise: events published while the broker is down wait in paho for a PUBACK;
+    at close those still waiting are counted as failed and written to the events file."""
+    events = JsonLinesSink(tmp_path / "events.jsonl")
+    mqtt = MqttSink("127.0.0.1", broker.port, "cams", on_undelivered=events.record_undelivered)
+    analytics = Analytics(["door"], CLASSES, None, [events, mqtt], events)
+    broker.stop()
+    sent = [{"type": "counts", "stream": "door", "seq": i} for i in range(5)]
+    for event in sent:
+        mqtt.submit(event)
+    summary = analytics.close(timeout_s=1.0)
+    assert summary["sinks"][mqtt.name] == {"sent": 0, "failed": 5, "queued": 0}
+    lines = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert sorted((x["event"] for x in lines), key=lambda e: e["seq"]) == sent
+    assert {x["reason"] for x in lines} == {"no PUBACK from the broker before close"}
