@@ -158,6 +158,10 @@ def echo(exchange_: Exchange) -> None:
     exchange_.json(200, {"body": exchange_.request.body.decode(), "params": exchange_.request.params})
 
 
+def broken(exchange_: Exchange) -> None:
+    raise ValueError("a bug in a handler")
+
+
 def held(release: threading.Event):
     def handler(exchange_: Exchange) -> None:
         release.wait(10)
@@ -166,8 +170,10 @@ def held(release: threading.Event):
 
 
 def test_a_new_route_is_one_line_behind_the_token_with_its_body_bounded():
-    routes = [Route(("POST", "PATCH"), "/api/zones/{zone}", echo, max_body=64), Route("GET", "/ping", echo)]
-    server = WebServer("127.0.0.1", 0, routes, TOKEN, Limits(header_timeout_s=DEADLINE_S), log=lambda _: None)
+    routes = [Route(("POST", "PATCH"), "/api/zones/{zone}", echo, max_body=64), Route("GET", "/ping", echo),
+              Route("GET", "/broken", broken)]
+    logged: List[str] = []
+    server = WebServer("127.0.0.1", 0, routes, TOKEN, Limits(header_timeout_s=DEADLINE_S), log=logged.append)
     port, auth = server.port, f"Authorization: Bearer {TOKEN}\r\n"
     try:
         def post(path: str, body: bytes, headers: str = auth, method: str = "POST"):
@@ -189,6 +195,9 @@ def test_a_new_route_is_one_line_behind_the_token_with_its_body_bounded():
         assert chunked.status == 411
         head = exchange(port, f"HEAD /ping HTTP/1.1\r\n{auth}\r\n".encode(), head_only=True)
         assert head.status == 200 and head.body == b"" and int(head.headers["content-length"]) > 0
+        failed = get(port, "/broken", TOKEN)
+        assert failed.status == 500 and failed.body.count(b"\n") == 1
+        assert logged == ["web view: ValueError while answering GET /broken: a bug in a handler"]
         # a body that stops short is a request not complete by the deadline
         started = time.monotonic()
         short = exchange(port, f"POST /api/zones/door HTTP/1.1\r\n{auth}Content-Length: 10\r\n\r\nabc".encode())

@@ -74,14 +74,19 @@ class Exchange:
 
     def __init__(self, sock: socket.socket, request: Request) -> None:
         self.sock, self.request = sock, request
+        self.answered = False  # a head has gone out: a failure after this cannot be answered any more
 
     def send(self, status: int, body: bytes, ctype: str, headers: Optional[Dict[str, str]] = None) -> None:
-        head = answer_head(status, ctype, headers, len(body))
-        self.sock.sendall(head if self.request.method == "HEAD" else head + body)
+        self._send(answer_head(status, ctype, headers, len(body)), body)
 
     def text(self, status: int, text: str, headers: Optional[Dict[str, str]] = None) -> None:
         answer = text_answer(status, text, headers)
-        self.sock.sendall(answer[:answer.index(b"\r\n\r\n") + 4] if self.request.method == "HEAD" else answer)
+        split = answer.index(b"\r\n\r\n") + 4
+        self._send(answer[:split], answer[split:])
+
+    def _send(self, head: bytes, body: bytes) -> None:
+        self.answered = True
+        self.sock.sendall(head if self.request.method == "HEAD" else head + body)
 
     def json(self, status: int, value: Any) -> None:
         self.send(status, json_bytes(value), "application/json")
@@ -89,6 +94,7 @@ class Exchange:
     def start(self, status: int, ctype: str, headers: Optional[Dict[str, str]] = None) -> bool:
         """Send the head of an answer whose body is written by :meth:`write` until the connection closes;
         False for HEAD (nothing more to write)."""
+        self.answered = True
         self.sock.sendall(answer_head(status, ctype, headers))
         return self.request.method != "HEAD"
 

@@ -10,6 +10,7 @@ line per request on the console; a client that goes away mid-answer is not an er
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hmac
 import socket
@@ -88,14 +89,18 @@ class WebServer:
     def _answer(self, sock: socket.socket, request: Request, route: Route) -> None:
         with self._open_lock:
             self._open.add(sock)
+        exchange = Exchange(sock, request)
         try:
             sock.setblocking(True)
             sock.settimeout(self.limits.send_timeout_s)
-            route.handler(Exchange(sock, request))
+            route.handler(exchange)
         except OSError:
             pass  # the client went away or stalled past the send time-out: not our error
         except Exception as exc:
             self._log(f"web view: {type(exc).__name__} while answering {request.method} {request.path[:80]}: {exc}")
+            if not exchange.answered:
+                with contextlib.suppress(OSError):
+                    exchange.text(500, "internal error: the app's log says what went wrong")
         finally:
             with self._open_lock:
                 self._open.discard(sock)
