@@ -32,7 +32,7 @@ class Limits:
     """What the web server allows its clients. One place for these numbers (flags and docs refer here)."""
 
     header_timeout_s: float = 10.0  # from connect to the last byte of the request (head and body)
-    max_pending: int = 512  # connections whose request is not complete yet
+    max_pending: int = 512  # connections whose request is not complete yet (or refused and draining)
     quick_threads: int = 4  # page, assets, /metrics, /healthz, /api/state, snapshots
     quick_backlog: int = 32  # complete requests waiting for a quick thread
     max_viewers: int = 64  # MJPEG streams at once, a thread each
@@ -79,7 +79,9 @@ class Gate:
         self._thread.start()
 
     @property
-    def pending(self) -> int:
+    def held(self) -> int:
+        """Connections the gate holds: requests still coming in, and refused ones draining (``max_pending``
+        bounds both together)."""
         return len(self._pending) + len(self._closing)
 
     def close(self, timeout_s: float = 2.0) -> None:
@@ -127,22 +129,22 @@ class Gate:
             except BlockingIOError:
                 return
             except OSError:  # out of file descriptors, most likely: free one, try again on the next wake-up
-                self._make_room(time_out=True)
+                self._make_room(accept_failed=True)
                 return
             sock.setblocking(False)
-            if len(self._pending) >= self._limits.max_pending:
+            if self.held >= self._limits.max_pending:
                 self._make_room()
             conn = _Pending(sock, time.monotonic() + self._limits.header_timeout_s)
             self._pending[sock] = conn
             self._selector.register(sock, selectors.EVENT_READ, partial(self._read, conn))
 
-    def _make_room(self, time_out: bool = False) -> None:
+    def _make_room(self, accept_failed: bool = False) -> None:
         if self._closing:
             self._drop(next(iter(self._closing)))
         elif self._pending:
             self._refuse(next(iter(self._pending)), HttpError(503, "too many connections waiting; try again"),
                          linger=False)
-        elif time_out:
+        elif accept_failed:
             time.sleep(POLL_S)  # nothing of ours to free: do not spin on a listener that cannot accept
 
     def _read(self, conn: _Pending) -> None:
@@ -194,7 +196,7 @@ class Gate:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             linger = False
-        if not linger or len(self._closing) >= self._limits.max_pending:
+        if not linger or self.held >= self._limits.max_pending:
             sock.close()
             return
         self._closing[sock] = time.monotonic() + self._limits.linger_s
