@@ -134,7 +134,8 @@ def _from_values(data: Any, dtype: Any, count: int, shape: List[int], name: str,
     try:
         array = np.asarray(data, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise MalformedAnswer(url, INFERENCE, f"output {name} holds values that are not numbers ({exc})") from None
+        raise MalformedAnswer(url, INFERENCE, f"output {name} holds values that are not numbers ({exc!s:.80})") \
+            from None
     if array.shape != (count,):
         raise MalformedAnswer(url, INFERENCE, f"output {name}'s data is nested, not {count} values in a row")
     return array.reshape(shape)
@@ -159,8 +160,8 @@ def _tensors(entries: Any, kind: str, url: str) -> List[ConfigTensor]:
     specs = []
     for entry in entries:
         name, datatype = entry.get("name"), entry.get("data_type", "TYPE_FP32")
-        if not isinstance(name, str) or not name:
-            raise MalformedAnswer(url, CONFIGURATION, f"an {kind} without a name")
+        if not isinstance(name, str) or not name.isprintable() or not 0 < len(name) <= 256:
+            raise MalformedAnswer(url, CONFIGURATION, f"an {kind} without a name of 1 to 256 printable characters")
         if not isinstance(datatype, str) or datatype[len("TYPE_"):] not in DATATYPES:
             raise MalformedAnswer(url, CONFIGURATION, f"{kind} {name} has data_type {str(datatype)[:20]!r}, not "
                                   "one of TYPE_" + ", TYPE_".join(DATATYPES))

@@ -15,6 +15,12 @@ from __future__ import annotations
 from runtimes.errors import UserError
 
 
+def one_line(text: object, limit: int = 200) -> str:
+    """``text`` (a server's words: any length, any characters) fit for a one-line message."""
+    words = " ".join(str(text).split())
+    return (words if len(words) <= limit else words[:limit] + "...") or "no message"
+
+
 class ServingError(UserError):
     """A request to the server failed (after the retries it was allowed)."""
 
@@ -27,8 +33,8 @@ class ServerStatus(Exception):
     """An error status: ``status`` as the server put it ("503", "NOT_FOUND"), ``text`` its message."""
 
     def __init__(self, status: str, text: str, server_fault: bool) -> None:
-        super().__init__(f"{'HTTP ' if status.isdigit() else ''}{status}: {text}")
-        self.status, self.text, self.server_fault = status, text, server_fault
+        self.status, self.text, self.server_fault = one_line(status, 40), one_line(text), server_fault
+        super().__init__(f"{'HTTP ' if status.isdigit() else ''}{self.status}: {self.text}")
 
 
 class MalformedAnswer(ServingError):
@@ -36,7 +42,8 @@ class MalformedAnswer(ServingError):
     configuration", ...)."""
 
     def __init__(self, url: str, what: str, problem: str) -> None:
-        super().__init__(f"{url}: the server's answer is not a KServe v2 {what}: {problem}; check that the URL "
+        super().__init__(f"{url}: the server's answer is not a KServe v2 {what}: {one_line(problem, 300)}; check "
+                         "that the URL "
                          "names a KServe v2 server (Triton, OpenVINO Model Server, apps/serve.py) and its model")
 
 
@@ -44,5 +51,5 @@ class AnswerTooLarge(ServingError):
     """The answer is larger than the model's outputs (or a configuration) can be."""
 
     def __init__(self, url: str, size: str, limit: int, what: str) -> None:
-        super().__init__(f"{url}: the server's answer is larger than {what} can be ({size}, at most {limit} "
+        super().__init__(f"{url}: the server's answer is larger than {what} can be ({one_line(size)}, at most {limit} "
                          "bytes expected); refused unread: check that the URL names the model the server runs")

@@ -17,7 +17,7 @@ import numpy as np
 from runtimes.errors import UserError
 from runtimes.kserve_address import Endpoint
 from runtimes.kserve_config import INFERENCE, MAX_ANSWER, ModelConfig
-from runtimes.kserve_failures import AnswerTooLarge, ConnectionFailure, MalformedAnswer, ServerStatus
+from runtimes.kserve_failures import AnswerTooLarge, ConnectionFailure, MalformedAnswer, ServerStatus, one_line
 
 Done = Callable[[Optional[Dict[str, np.ndarray]], Optional[BaseException]], None]
 # Where an answer holds its values when not in raw_output_contents (ModelInferResponse's InferTensorContents).
@@ -107,9 +107,9 @@ class GrpcClient:
         from tritonclient.utils import InferenceServerException
 
         if not isinstance(exc, InferenceServerException):
-            return ConnectionFailure(str(exc)[:200] or type(exc).__name__) if isinstance(exc, OSError) else exc
+            return ConnectionFailure(one_line(exc)) if isinstance(exc, OSError) else exc
         status = str(exc.status() or "").replace("StatusCode.", "")
-        text = (str(exc.message() or "").strip().splitlines() or ["no message"])[0][:200]
+        text = one_line(exc.message())
         if status == "DEADLINE_EXCEEDED":
             return ConnectionFailure(f"no complete answer within {self.timeout:g} s")
         if status in _NO_ANSWER or not status:

@@ -91,9 +91,8 @@ class HttpClient:
             return answer.body
         try:
             text = str(json.loads(answer.body)["error"])
-        except Exception:  # not Triton's {"error": "..."}: the body's first line is the message
-            text = answer.body.decode("utf-8", "replace").strip()
-        text = (text.splitlines() or [""])[0][:200] or "no message"
+        except Exception:  # not Triton's {"error": "..."}: the body is the message
+            text = answer.body[:1000].decode("utf-8", "replace")
         raise ServerStatus(str(answer.status), text, server_fault=answer.status >= 500)
 
 
@@ -126,7 +125,7 @@ def decode_answer(body: bytearray, split: Optional[str], config: ModelConfig, ba
         size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
         if size is not None:
             if type(size) is not int or not 0 <= size <= len(binary) - offset:
-                raise MalformedAnswer(url, INFERENCE, f"output {str(name)[:40]}'s binary_data_size {str(size)[:20]} "
+                raise MalformedAnswer(url, INFERENCE, f"output {name[:40]!r}'s binary_data_size {str(size)[:20]!r} "
                                       f"is beyond the {len(binary) - offset} bytes left in the answer")
             data: Any = binary[offset:offset + size]
             offset += size

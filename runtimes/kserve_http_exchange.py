@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from runtimes.kserve_address import Endpoint
-from runtimes.kserve_failures import AnswerTooLarge, ConnectionFailure, MalformedAnswer
+from runtimes.kserve_failures import AnswerTooLarge, ConnectionFailure, MalformedAnswer, one_line
 
 PIECE = 1 << 20  # bytes read at a time
 Limit = Callable[[http.client.HTTPResponse], Tuple[int, str]]  # answer -> (most body bytes, what they hold)
@@ -163,10 +163,11 @@ class BoundedConnection:
         if isinstance(exc, socket.timeout):
             return ConnectionFailure(f"no complete answer within {self.timeout:g} s")
         if isinstance(exc, http.client.IncompleteRead):
-            return ConnectionFailure(f"the server closed the connection after {len(exc.partial)} bytes of its answer")
+            # http.client says so of a connection closed early and of broken chunked framing alike
+            return ConnectionFailure(f"the answer broke off after {len(exc.partial)} bytes of its body")
         if isinstance(exc, http.client.RemoteDisconnected):
             return ConnectionFailure("the server closed the connection without answering")
+        detail = one_line(str(exc) or type(exc).__name__, 80)
         if isinstance(exc, (http.client.HTTPException, ValueError)):
-            detail = str(exc).strip()[:80] or type(exc).__name__
             return MalformedAnswer(self.endpoint.url, what, f"not an HTTP/1.1 answer ({detail})")
-        return ConnectionFailure(str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
+        return ConnectionFailure(detail)

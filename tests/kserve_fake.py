@@ -96,7 +96,11 @@ def demo_config(metadata_json: str, max_batch: int = 8) -> Dict[str, Any]:
 def infer_answer(request: Request, seed: int = 0) -> Tuple[Dict[str, Any], bytes]:
     """A well-formed answer to ``request`` (JSON part and binary part): seeded random outputs of the shapes
     the demo model has, for the batch the request sent."""
-    batch = int(request.infer_json()["inputs"][0]["shape"][0])
+    return outputs_answer(int(request.infer_json()["inputs"][0]["shape"][0]), seed)
+
+
+def outputs_answer(batch: int, seed: int = 0) -> Tuple[Dict[str, Any], bytes]:
+    """A well-formed answer's JSON part and binary part for ``batch`` images (see :func:`infer_answer`)."""
     rng = np.random.default_rng(seed)
     header: Dict[str, Any] = {"model_name": MODEL, "outputs": []}
     blobs = []
@@ -279,6 +283,9 @@ class FakeGrpc:
 
     def url(self, model: str = MODEL) -> str:
         return f"grpc://127.0.0.1:{self.port}/{model}"
+
+    def count(self, route: str) -> int:
+        return self.calls.get(route, 0)
 
     def stop(self) -> None:
         self.server.stop(grace=None).wait(5)

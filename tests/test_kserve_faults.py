@@ -110,7 +110,7 @@ def test_an_oversized_grpc_answer_is_refused(metadata_json):
         with load_detector(fake.url(), timeout=30, retries=2) as detector:
             with pytest.raises(UserError, match=r"answer is larger than .* can be"):
                 detector(FRAME)
-        assert fake.calls["infer"] == 1
+        assert fake.count("infer") == 1
 
 
 def _edited(edit):
@@ -127,7 +127,23 @@ def _set_output(index: int, **fields):
     return edit
 
 
+def _all_json(change):
+    """An infer handler answering all JSON (values in ``data``), the last output's values after ``change``."""
+    def handler(request: Request, reply: Reply) -> None:
+        header, blob = infer_answer(request)
+        offset = 0
+        for output in header["outputs"]:
+            size = output["parameters"].pop("binary_data_size")
+            output["data"] = np.frombuffer(blob[offset:offset + size], np.float32).tolist()
+            offset += size
+        header["outputs"][-1]["data"] = change(header["outputs"][-1]["data"])
+        reply.json(header)
+    return handler
+
+
 MALFORMED_INFER = {
+    "values that are not numbers": (_all_json(lambda data: ["x"] + data[1:]), "not numbers"),
+    "values nested": (_all_json(lambda data: [data[:6], data[6:]]), "values"),
     "not JSON": (lambda request, reply: reply.answer(200, b"{\"outputs\": [", {"Content-Type": "application/json"}),
                  "not JSON"),
     "a wrong shape": (_edited(_set_output(1, shape=[1, 3234, 5])), "shape"),
@@ -151,7 +167,47 @@ def test_a_malformed_inference_answer_is_named_and_not_retried(metadata_json, ki
         assert fake.count("infer") == 1
 
 
-@pytest.mark.parametrize("body", [b"{\"max_batch_size\": ", b"[1, 2]", b"{\"input\": 3, \"output\": []}"])
+def test_an_answer_all_in_json_is_taken(metadata_json):
+    """The values in JSON rather than binary: a KServe v2 answer too, and the same detections."""
+    with FakeKServe(metadata_json) as fake:
+        with load_detector(fake.url(), timeout=5) as detector:
+            expected = detector(FRAME)
+        fake.handlers["infer"] = _all_json(lambda data: data)
+        with load_detector(fake.url(), timeout=5) as detector:
+            got = detector(FRAME)
+    assert len(expected) > 0 and np.array_equal(got.labels, expected.labels)
+    np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-3)
+
+
+def _grpc_edit(edit):
+    def handler(request, context):
+        response = grpc_outputs(request, context)
+        edit(response)
+        return response
+    return handler
+
+
+MALFORMED_GRPC = {
+    "raw bytes short": (lambda r: r.raw_output_contents.__setitem__(1, r.raw_output_contents[1][:-4]), "bytes"),
+    "a wrong datatype": (lambda r: setattr(r.outputs[1], "datatype", "FP16"), "datatype"),
+    "a wrong shape": (lambda r: r.outputs[0].shape.__setitem__(-1, 5), "shape"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED_GRPC))
+def test_a_malformed_grpc_answer_is_named_and_not_retried(metadata_json, kind):
+    edit, named = MALFORMED_GRPC[kind]
+    with FakeGrpc(metadata_json, infer=_grpc_edit(edit)) as fake:
+        with load_detector(fake.url(), timeout=5, retries=3, retry_delay=0) as detector:
+            with pytest.raises(UserError) as caught:
+                detector(FRAME)
+        message = str(caught.value)
+        assert "the server's answer is not a KServe v2 inference response" in message and named in message
+        assert fake.count("infer") == 1
+
+
+@pytest.mark.parametrize("body", [b"{\"max_batch_size\": ", b"[1, 2]", b"{\"input\": 3, \"output\": []}",
+                                  b"{\"input\": [true]}", b"\xff\xd8\xff"])
 def test_a_malformed_configuration_is_named_and_not_retried(metadata_json, body):
     with FakeKServe(metadata_json, {"config": lambda request, reply: reply.answer(200, body)}) as fake:
         with pytest.raises(UserError, match="the server's answer is not a KServe v2 model configuration"):
