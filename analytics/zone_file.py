@@ -18,23 +18,42 @@ A track is at its box's ``anchor`` point: "center" (default) or "bottom_center" 
 above and in front). Line directions: "in" is a crossing from the left of the line to its right, as seen
 standing on the first point looking at the second (on screen: a line drawn left to right counts "in" going
 down); "out" is the other way.
+
+Limits (a file beyond them is refused in one line naming the key path, e.g. ``zones[2].polygon[1][0]``):
+see the constants below; docs/analytics.md gives the reasons.
 """
 
 from __future__ import annotations
 
-import json
+import math
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from analytics.polygon import first_crossing, signed_area
+from runtimes.data_file import parse_json, parse_yaml
 from runtimes.errors import UserError
+from runtimes.text_file import read_text_file
 
 ANCHORS = ("center", "bottom_center")
 COORDINATES = ("pixels", "normalized")
+MAX_FILE_BYTES = 128 * 1024  # dozens of full zones; PyYAML's pure-Python loader reads it in seconds
+MAX_DEPTH = 16  # the format itself nests 7 deep (streams -> name -> zones -> [zone] -> polygon -> [point])
+# Pixels: beyond any camera frame (a line may start outside it), and small enough that every coordinate
+# fits OpenCV's drawing (int32) and the crossing arithmetic stays exact for whole pixels.
+MAX_COORDINATE = 65536
+MAX_POINTS = 256  # per polygon: each point costs every track a test every frame; outlines need far fewer
+MAX_ITEMS = 64  # zones, or lines, in one list
+MAX_NAME_CHARS = 64
+_TOP_KEYS = ("coordinates", "zones", "lines", "streams")
+_STREAM_KEYS = ("coordinates", "zones", "lines")
 _ZONE_KEYS = ("name", "polygon", "classes", "dwell_limit_s", "anchor", "coordinates")
 _LINE_KEYS = ("name", "points", "classes", "anchor", "coordinates")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -66,188 +85,211 @@ class StreamZones:
     lines: List[LineSpec] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _At:
+    """Where a value is: the file (``--zones z.json``) and the key path in it (``zones[2].polygon[1]``)."""
+
+    label: str
+    path: str = ""
+
+    def key(self, key: Any) -> "_At":
+        text = str(key)
+        step = f".{text}" if _PLAIN_KEY.fullmatch(text) else f"[{_describe(key)}]"
+        return _At(self.label, f"{self.path}{step}" if self.path else step.lstrip("."))
+
+    def index(self, index: int) -> "_At":
+        return _At(self.label, f"{self.path}[{index}]")
+
+    def error(self, problem: str) -> UserError:
+        return UserError(f"{self.label}: {self.path + ': ' if self.path else ''}{problem}")
+
+
 def load_zone_file(path: "str | Path", stream_names: Sequence[str], class_names: Sequence[str]
                    ) -> Dict[str, StreamZones]:
-    """Every stream's zones and lines, checked: a UserError names the first problem and its fix."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--zones {path}: no such file; give the path of a zone file (JSON or YAML)")
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise UserError(f"--zones {path}: reading YAML needs PyYAML (pip install pyyaml, or apt install "
-                            "python3-yaml); or write the zone file as JSON") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--zones {path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
-    else:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise UserError(f"--zones {path}: not valid JSON ({exc}); fix the file") from None
+    """Every stream's zones and lines, checked: a UserError names the first problem, where, and its fix."""
+    label = f"--zones {path}"
+    text = read_text_file(path, label, MAX_FILE_BYTES, "give the path of a zones file (JSON or YAML, see "
+                                                       "docs/analytics.md)")
+    yaml = Path(path).suffix.lower() in (".yaml", ".yml")
+    data = (parse_yaml if yaml else parse_json)(text, label, MAX_DEPTH)
     return parse_zones(data, stream_names, class_names, str(path))
 
 
 def parse_zones(data: Any, stream_names: Sequence[str], class_names: Sequence[str], origin: str = "zones"
                 ) -> Dict[str, StreamZones]:
     """The zone file's content (already parsed) -> {stream name: StreamZones} for every stream."""
-    where = f"--zones {origin}"
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: the top level must be an object with \"zones\", \"lines\" and/or \"streams\"")
-    _no_unknown_keys(data, ("coordinates", "zones", "lines", "streams"), where, "the top level")
-    default_coords = _coordinates(data.get("coordinates", "pixels"), where)
-    shared = _stream_zones(data, class_names, default_coords, where)
+    top = _At(f"--zones {origin}")
+    _mapping(data, top, _TOP_KEYS, 'an object with "zones", "lines" and/or "streams"')
+    default_coords = _choice(data, "coordinates", "pixels", COORDINATES, top)
+    shared = _stream_zones(data, class_names, default_coords, top)
     result = {name: StreamZones(list(shared.zones), list(shared.lines)) for name in stream_names}
-    per_stream = data.get("streams", {})
+    per_stream, at = data.get("streams", {}), top.key("streams")
     if not isinstance(per_stream, dict):
-        raise UserError(f"{where}: \"streams\" must map stream names to their zones and lines")
+        raise at.error(f"map stream names to their zones and lines (got {_describe(per_stream)})")
     for stream, entry in per_stream.items():
+        place = at.key(stream)
         if stream not in result:
-            raise UserError(f"{where}: stream {stream!r} is not one of this run's streams "
-                            f"({', '.join(map(repr, stream_names))}); rename it in the zone file")
-        if not isinstance(entry, dict):
-            raise UserError(f"{where}: stream {stream!r} must be an object with \"zones\" and/or \"lines\"")
-        _no_unknown_keys(entry, ("coordinates", "zones", "lines"), where, f"stream {stream!r}")
-        coords = _coordinates(entry.get("coordinates", default_coords), where)
-        own = _stream_zones(entry, class_names, coords, f"{where}: stream {stream!r}")
+            raise place.error(f"stream {_describe(stream)} is not one of this run's streams ({_some(stream_names)}); "
+                              "rename it in the zone file")
+        _mapping(entry, place, _STREAM_KEYS, 'an object with "zones" and/or "lines"')
+        own = _stream_zones(entry, class_names, _choice(entry, "coordinates", default_coords, COORDINATES, place),
+                            place)
         result[stream].zones += own.zones
         result[stream].lines += own.lines
     for stream, zones in result.items():
-        names = [z.name for z in zones.zones] + [ln.name for ln in zones.lines]
-        doubles = sorted({n for n in names if names.count(n) > 1})
+        named = Counter([z.name for z in zones.zones] + [ln.name for ln in zones.lines])
+        doubles = sorted(n for n, count in named.items() if count > 1)
         if doubles:
-            raise UserError(f"{where}: stream {stream!r} has two zones or lines named {doubles[0]!r}; "
-                            "give each a name of its own")
+            raise top.error(f"stream {stream!r} has two zones or lines named {doubles[0]!r}; give each a name of "
+                            "its own")
     return result
 
 
-def _stream_zones(entry: dict, class_names: Sequence[str], coords: str, where: str) -> StreamZones:
-    out = StreamZones()
-    zones, lines = entry.get("zones", []), entry.get("lines", [])
-    if not isinstance(zones, list) or not isinstance(lines, list):
-        raise UserError(f"{where}: \"zones\" and \"lines\" must be lists")
-    for i, item in enumerate(zones):
-        out.zones.append(_zone(item, i, class_names, coords, where))
-    for i, item in enumerate(lines):
-        out.lines.append(_line(item, i, class_names, coords, where))
-    return out
+def _stream_zones(entry: dict, class_names: Sequence[str], coords: str, at: _At) -> StreamZones:
+    zones, lines = _list(entry, "zones", at), _list(entry, "lines", at)
+    return StreamZones([_zone(item, i, class_names, coords, at.key("zones").index(i)) for i, item in enumerate(zones)],
+                       [_line(item, i, class_names, coords, at.key("lines").index(i)) for i, item in enumerate(lines)])
 
 
-def _zone(item: Any, index: int, class_names: Sequence[str], coords: str, where: str) -> ZoneSpec:
-    if not isinstance(item, dict):
-        raise UserError(f"{where}: zone {index} must be an object with \"name\" and \"polygon\"")
-    name = str(item.get("name", f"zone{index}"))
-    what = f"{where}: zone {name!r}"
-    _no_unknown_keys(item, _ZONE_KEYS, where, f"zone {name!r}")
-    normalized = _coordinates(item.get("coordinates", coords), where) == "normalized"
-    points = _points(item.get("polygon"), what, "polygon", normalized)
+def _list(entry: dict, key: str, at: _At) -> list:
+    items, place = entry.get(key, []), at.key(key)
+    if not isinstance(items, list):
+        raise place.error(f"give a list (got {_describe(items)})")
+    if len(items) > MAX_ITEMS:
+        raise place.error(f"{len(items)} entries, more than the {MAX_ITEMS} one list takes; split them across "
+                          "streams or merge some")
+    return items
+
+
+def _zone(item: Any, index: int, class_names: Sequence[str], coords: str, at: _At) -> ZoneSpec:
+    name, normalized = _item(item, f"zone{index}", _ZONE_KEYS, coords, at)
+    place = at.key("polygon")
+    points = _points(item.get("polygon"), normalized, place)
     if points.shape[0] < 3:
-        raise UserError(f"{what}: a polygon needs at least 3 points (got {points.shape[0]}); add its corners")
-    crossing = _self_intersection(points)
+        raise place.error(f"a polygon needs at least 3 points (got {points.shape[0]}); add its corners")
+    crossing = first_crossing(points)
     if crossing is not None:
-        raise UserError(f"{what}: the polygon's edges {crossing[0]} and {crossing[1]} cross; list the points "
-                        "in order around the zone")
-    if abs(_signed_area(points)) < (1e-6 if normalized else 1.0):
-        raise UserError(f"{what}: the polygon has no area (its points are on one line); give its corners")
+        raise place.error(f"the polygon's edges {crossing[0]} and {crossing[1]} cross; list the points in order "
+                          "around the zone")
+    if abs(signed_area(points)) < (1e-6 if normalized else 1.0):
+        raise place.error("the polygon has no area (its points are on one line); give its corners")
     limit = item.get("dwell_limit_s")
-    if limit is not None and (not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0):
-        raise UserError(f"{what}: dwell_limit_s must be a positive number of seconds (got {limit!r})")
-    return ZoneSpec(name, points, _classes(item.get("classes"), class_names, what),
-                    None if limit is None else float(limit), _anchor(item.get("anchor", "center"), what), normalized)
+    dwell_limit_s = None if limit is None else _number(limit, at.key("dwell_limit_s"))
+    if dwell_limit_s is not None and dwell_limit_s <= 0:
+        raise at.key("dwell_limit_s").error(f"give a positive number of seconds (got {_describe(limit)})")
+    return ZoneSpec(name, points, _classes(item.get("classes"), class_names, at.key("classes")), dwell_limit_s,
+                    _choice(item, "anchor", "center", ANCHORS, at), normalized)
 
 
-def _line(item: Any, index: int, class_names: Sequence[str], coords: str, where: str) -> LineSpec:
-    if not isinstance(item, dict):
-        raise UserError(f"{where}: line {index} must be an object with \"name\" and \"points\"")
-    name = str(item.get("name", f"line{index}"))
-    what = f"{where}: line {name!r}"
-    _no_unknown_keys(item, _LINE_KEYS, where, f"line {name!r}")
-    normalized = _coordinates(item.get("coordinates", coords), where) == "normalized"
-    points = _points(item.get("points"), what, "points", normalized)
+def _line(item: Any, index: int, class_names: Sequence[str], coords: str, at: _At) -> LineSpec:
+    name, normalized = _item(item, f"line{index}", _LINE_KEYS, coords, at)
+    place = at.key("points")
+    points = _points(item.get("points"), normalized, place)
     if points.shape[0] != 2:
-        raise UserError(f"{what}: a line takes exactly 2 points (got {points.shape[0]}); use a zone for more")
+        raise place.error(f"a line takes exactly 2 points (got {points.shape[0]}); use a zone for more")
     if np.allclose(points[0], points[1]):
-        raise UserError(f"{what}: the line's two points are the same; give two distinct points")
-    return LineSpec(name, points, _classes(item.get("classes"), class_names, what),
-                    _anchor(item.get("anchor", "center"), what), normalized)
+        raise place.error("the line's two points are the same; give two distinct points")
+    return LineSpec(name, points, _classes(item.get("classes"), class_names, at.key("classes")),
+                    _choice(item, "anchor", "center", ANCHORS, at), normalized)
 
 
-def _points(value: Any, what: str, key: str, normalized: bool) -> np.ndarray:
+def _item(item: Any, default_name: str, keys: Sequence[str], coords: str, at: _At) -> Tuple[str, bool]:
+    """What a zone and a line open with: the object and its keys checked; its name, and whether its points are
+    normalised."""
+    _mapping(item, at, keys, f'an object with "name" and "{keys[1]}"')
+    name = item.get("name", default_name)
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or not name.isprintable():
+        raise at.key("name").error(f"give a name of 1 to {MAX_NAME_CHARS} printable characters (got "
+                                   f"{_describe(name)})")
+    return name, _choice(item, "coordinates", coords, COORDINATES, at) == "normalized"
+
+
+def _points(value: Any, normalized: bool, at: _At) -> np.ndarray:
+    """[[x, y], ...] -> (K, 2) float64, every coordinate a finite number within range."""
+    if not isinstance(value, list):
+        raise at.error(f"give a list of [x, y] number pairs (got {_describe(value)})")
+    if len(value) > MAX_POINTS:
+        raise at.error(f"{len(value)} points, more than the {MAX_POINTS} a zone or line takes; simplify the outline "
+                       "(e.g. cv2.approxPolyDP)")
+    low, high = (0, 1) if normalized else (-MAX_COORDINATE, MAX_COORDINATE)
+    rows = []
+    for i, pair in enumerate(value):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise at.index(i).error(f"give a point as [x, y] (got {_describe(pair)})")
+        for j, coordinate in enumerate(pair):
+            if not low <= _number(coordinate, at.index(i).index(j)) <= high:
+                raise at.index(i).index(j).error(
+                    f"{'normalized' if normalized else 'pixel'} coordinates must be within {low}..{high} (got "
+                    f"{_describe(coordinate)}); "
+                    + ('use "coordinates": "pixels" for pixel positions' if normalized else
+                       "give a position on or near the frame"))
+        rows.append(pair)
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def _number(value: Any, at: _At) -> float:
+    """A finite number (true/false are not numbers), as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise at.error(f"give a number (got {_describe(value)})")
     try:
-        points = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        points = np.zeros(0)
-    if value is None or points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
-        raise UserError(f"{what}: \"{key}\" must be a list of [x, y] number pairs (got {json.dumps(value)[:60]})")
-    if normalized and ((points < 0).any() or (points > 1).any()):
-        raise UserError(f"{what}: normalized coordinates must be within 0..1 (got {points.min():g}..{points.max():g}); "
-                        "use \"coordinates\": \"pixels\" for pixel positions")
-    return points
+        number = float(value)
+    except OverflowError:  # an integer of more than 308 digits
+        raise at.error(f"{_describe(value)} is out of range; give a number of a sensible size") from None
+    if not math.isfinite(number):
+        raise at.error(f"give a finite number (got {_describe(value)})")
+    return number
 
 
-def _classes(value: Any, class_names: Sequence[str], what: str) -> Optional[List[int]]:
+def _classes(value: Any, class_names: Sequence[str], at: _At) -> Optional[List[int]]:
     if value is None:
         return None
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise UserError(f"{what}: \"classes\" must be a list of class names")
+        raise at.error(f"give a list of class names (got {_describe(value)})")
     known = {n: i for i, n in enumerate(class_names) if i > 0}
-    unknown = [str(v) for v in value if v not in known]
+    for i, name in enumerate(value):
+        if not isinstance(name, str):
+            raise at.index(i).error(f"give a class name (got {_describe(name)})")
+        if name not in known:
+            raise at.index(i).error(f"class {name!r} is not among the model's classes ({_some(list(known))}); "
+                                    "fix the name")
+    return sorted({known[name] for name in value})
+
+
+def _choice(item: dict, key: str, default: str, choices: Sequence[str], at: _At) -> str:
+    value = item.get(key, default)
+    if not isinstance(value, str) or value not in choices:
+        raise at.key(key).error(f"give one of {', '.join(choices)} (got {_describe(value)})")
+    return value
+
+
+def _mapping(value: Any, at: _At, keys: Sequence[str], what: str) -> None:
+    if not isinstance(value, dict):
+        raise at.error(f"give {what} (got {_describe(value)})")
+    unknown = [k for k in value if k not in keys]
     if unknown:
-        raise UserError(f"{what}: class {unknown[0]!r} is not among the model's classes "
-                        f"({', '.join(list(known)[:8])}{', ...' if len(known) > 8 else ''}); fix the name")
-    return sorted({known[v] for v in value})
+        raise at.error(f"unknown key {_describe(unknown[0])} (expected {', '.join(keys)})")
 
 
-def _anchor(value: Any, what: str) -> str:
-    if value not in ANCHORS:
-        raise UserError(f"{what}: anchor {value!r} is not one of {', '.join(ANCHORS)}")
-    return str(value)
+def _some(names: Sequence[Any]) -> str:
+    return ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
 
 
-def _coordinates(value: Any, where: str) -> str:
-    if value not in COORDINATES:
-        raise UserError(f"{where}: coordinates {value!r} is not one of {', '.join(COORDINATES)}")
-    return str(value)
-
-
-def _no_unknown_keys(item: dict, allowed: Sequence[str], where: str, what: str) -> None:
-    unknown = [k for k in item if k not in allowed]
-    if unknown:
-        raise UserError(f"{where}: unknown key {unknown[0]!r} in {what} (expected {', '.join(allowed)})")
-
-
-def _signed_area(points: np.ndarray) -> float:
-    x, y = points[:, 0], points[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
-def _self_intersection(points: np.ndarray) -> Optional[tuple]:
-    """The first pair of non-adjacent edges (numbered from 1) that touch or cross, else None."""
-    k = points.shape[0]
-    edges = [(points[i], points[(i + 1) % k]) for i in range(k)]
-    for i in range(k):
-        for j in range(i + 1, k):
-            if j == i + 1 or (i == 0 and j == k - 1):
-                continue  # neighbours share a corner
-            if _segments_touch(*edges[i], *edges[j]):
-                return (i + 1, j + 1)
-    return None
-
-
-def _segments_touch(p1: np.ndarray, p2: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> bool:
-    def orient(a, b, c) -> float:
-        return float((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
-
-    def on_segment(a, b, c) -> bool:
-        return min(a[0], b[0]) <= c[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= c[1] <= max(a[1], b[1])
-
-    d1, d2, d3, d4 = orient(q1, q2, p1), orient(q1, q2, p2), orient(p1, p2, q1), orient(p1, p2, q2)
-    if ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and d1 != 0 and d2 != 0 and d3 != 0 and d4 != 0:
-        return True
-    return ((d1 == 0 and on_segment(q1, q2, p1)) or (d2 == 0 and on_segment(q1, q2, p2))
-            or (d3 == 0 and on_segment(p1, p2, q1)) or (d4 == 0 and on_segment(p1, p2, q2)))
+def _describe(value: Any) -> str:
+    """A short, bounded description of any value, for a message."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        if abs(value) < 10 ** 15:
+            return str(value)
+        return f"a number of {len(str(abs(value)))} digits" if value.bit_length() < 14000 else "a huge number"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'' if len(value) == 1 else 's'}"
+    if isinstance(value, dict):
+        return "an object" + (f" with {len(value)} keys" if value else " with no keys")
+    return f"a {type(value).__name__}"
