@@ -43,8 +43,10 @@ class Detector:
     """Callable on a (H, W, 3) uint8 BGR image; returns :class:`Detections` in that image's pixels.
 
     Keyword thresholds (``score_threshold``, ``iou_threshold``, ``topk_candidates``, ``max_detections``)
-    override the defaults stored in the model file. ``last_timings`` holds the seconds each stage of the
-    latest call took. ``max_batch`` images go into one network call (1 for a static batch-1 model).
+    override the defaults stored in the model file. ``default_score_threshold`` is a caller's own default in
+    place of the model's (a camera's instead of the mAP one): used when ``score_threshold`` is not given,
+    never below a threshold built into the model (NMS inside). ``last_timings`` holds the seconds each stage
+    of the latest call took. ``max_batch`` images go into one network call (1 for a static batch-1 model).
     """
 
     backend = "base"
@@ -54,12 +56,21 @@ class Detector:
         self.meta = meta
         self.path = path
         self.preprocessor = Preprocessor(meta)
+        default = thresholds.pop("default_score_threshold", None)
+        if default is not None and thresholds.get("score_threshold") is None:
+            floor = meta.score_threshold if meta.output_format == "nms" else float("-inf")
+            thresholds["score_threshold"] = max(float(default), floor)
         self.postprocessor = SSDPostprocessor(meta, **thresholds)
         self.last_timings: Dict[str, float] = {}
 
     @property
     def class_names(self):
         return self.meta.class_names
+
+    @property
+    def score_threshold(self) -> float:
+        """Detections kept score strictly above this."""
+        return self.postprocessor.score_threshold
 
     @property
     def device(self) -> str:

@@ -138,7 +138,9 @@ def load_detector(location: "str | Path", runtime: Optional[str] = None, **optio
         runtime: force a runtime by name ("onnxruntime", "openvino", "tensorrt", ...); an ``.onnx`` file can
             run on OpenVINO too.
         options: thresholds (``score_threshold``, ``iou_threshold``, ``topk_candidates``,
-            ``max_detections``), ``max_batch`` and runtime options (e.g. OpenVINO's ``device``).
+            ``max_detections``; ``default_score_threshold``: the caller's default in place of the model's,
+            never below a threshold built into the model), ``max_batch`` and runtime options (e.g. OpenVINO's
+            ``device``).
     """
     text = str(location)
     if not is_url(text):
