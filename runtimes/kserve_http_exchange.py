@@ -168,6 +168,6 @@ class BoundedConnection:
         if isinstance(exc, http.client.RemoteDisconnected):
             return ConnectionFailure("the server closed the connection without answering")
         detail = one_line(str(exc) or type(exc).__name__, 80)
-        if isinstance(exc, (http.client.HTTPException, ValueError)):
-            return MalformedAnswer(self.endpoint.url, what, f"not an HTTP/1.1 answer ({detail})")
-        return ConnectionFailure(detail)
+        if isinstance(exc, OSError):  # before ValueError: a TLS certificate error is both
+            return ConnectionFailure(detail)
+        return MalformedAnswer(self.endpoint.url, what, f"not an HTTP/1.1 answer ({detail})")
