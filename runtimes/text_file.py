@@ -43,19 +43,31 @@ def _read_bytes(path: Path, label: str, max_bytes: int, fix: str) -> bytes:
         fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise UserError(f"{label}: {_open_problem(exc)}; {fix}") from None
-    with os.fdopen(fd, "rb") as file:
+    try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise UserError(f"{label}: is a folder, not a file; {fix}")
         if not stat.S_ISREG(mode):
             raise UserError(f"{label}: is not a regular file (a FIFO, socket or device); {fix}")
-        try:
-            data = file.read(max_bytes + 1)  # the size from stat is not trusted: the file may grow meanwhile
-        except OSError as exc:
-            raise UserError(f"{label}: cannot read it ({exc.strerror or exc}); {fix}") from None
+        data = _read_at_most(fd, max_bytes + 1)  # not the size from stat: the file may grow meanwhile
+    except OSError as exc:
+        raise UserError(f"{label}: cannot read it ({exc.strerror or exc}); {fix}") from None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise UserError(f"{label}: larger than {max_bytes // 1024} KiB, too large for this kind of file; {fix}")
     return data
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks = []
+    while size > 0:
+        chunk = os.read(fd, min(size, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 def _open_problem(exc: OSError) -> str:
