@@ -76,33 +76,11 @@ def build_qdq_onnx(source: Path, meta: ModelMetadata, images: CalibrationSet, ou
     cached = ranges_cache is not None and Path(ranges_cache).is_file()
     samples = iter(()) if cached else progress(stream.samples(), len(stream.paths), "calibrating Q/DQ",
                                                show_progress)
-
-    class Reader(CalibrationDataReader):
-        """The stream in order; ``set_range`` is how the quantizer asks for one chunk at a time."""
-
-        def __init__(self) -> None:
-            self.left = len(stream.paths)
-
-        def __len__(self) -> int:
-            return len(stream.paths)
-
-        def set_range(self, start_index: int, end_index: int) -> None:
-            self.left = end_index - start_index
-
-        def get_next(self) -> Optional[Dict[str, Any]]:
-            sample = next(samples, None) if self.left > 0 else None
-            self.left -= 1
-            return None if sample is None else {INPUT_NAME: sample}
-
+    Reader = _reader_class(CalibrationDataReader, len(stream.paths), samples)
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
-    chunking: Dict[str, Any] = {}
-    if method != "minmax" and not cached:  # (the entropy calibration below takes the same chunks)
-        # The histogram calibrators keep every image's activations until they build their histograms (GBs for
-        # a few hundred images); in chunks ("CalibStridedMinMax", which despite its name drives any
-        # calibrator, and which must divide the image count) they merge histograms chunk by chunk instead.
-        count = len(stream.paths)
-        chunking["CalibStridedMinMax"] = max(d for d in range(1, HISTOGRAM_CHUNK + 1) if count % d == 0)
+    # (the entropy calibration below takes the same chunks)
+    chunking = _histogram_chunking(len(stream.paths)) if method != "minmax" and not cached else {}
     start = time.monotonic()
     work = tempfile.mkdtemp(prefix=".qdq.", dir=Path(output).parent)
     with atomic_outputs(output) as (temp,), _quiet_root_logger(), _removed(Path(work)):
@@ -125,16 +103,49 @@ def build_qdq_onnx(source: Path, meta: ModelMetadata, images: CalibrationSet, ou
             # they need fewer --calib-images on big models.
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                            "OpTypesToExcludeOutputQuantization": ["Conv"], **chunking})
-        record = {"route": "explicit Q/DQ", "quantizer": "onnxruntime.quantization.quantize_static",
-                  "method": method, **({"histogram": ENTROPY_HISTOGRAM} if method == "entropy" else {}),
-                  **QDQ_SETTINGS, "calibration": images.record(),
-                  "source_onnx_sha256": sha256_file(source), "kept_in_float": list(keep_in_float),
-                  **(extra_record or {})}
+        record = {**_record(source, images, method, keep_in_float), **(extra_record or {})}
         model = load_onnx(temp)
         write_metadata(model, meta.replace(precision="int8", quantization="qdq",
                                            extra={**meta.extra, "quantization": record}))
         save_checked(model, temp)
     return QDQReport(output, time.monotonic() - start, record)
+
+
+def _reader_class(base: Any, count: int, samples: Iterator[Any]) -> Any:
+    """ONNX Runtime's calibration reader over ``samples`` (``count`` of them) in order; ``set_range`` is how
+    the quantizer asks for one chunk at a time."""
+
+    class Reader(base):
+        def __init__(self) -> None:
+            self.left = count
+
+        def __len__(self) -> int:
+            return count
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.left = end_index - start_index
+
+        def get_next(self) -> Optional[Dict[str, Any]]:
+            sample = next(samples, None) if self.left > 0 else None
+            self.left -= 1
+            return None if sample is None else {INPUT_NAME: sample}
+
+    return Reader
+
+
+def _histogram_chunking(count: int) -> Dict[str, Any]:
+    """The histogram calibrators keep every image's activations until they build their histograms (GBs for a
+    few hundred images); in chunks ("CalibStridedMinMax", which despite its name drives any calibrator, and
+    which must divide the image count) they merge histograms chunk by chunk instead."""
+    return {"CalibStridedMinMax": max(d for d in range(1, HISTOGRAM_CHUNK + 1) if count % d == 0)}
+
+
+def _record(source: Path, images: CalibrationSet, method: str, keep_in_float: Sequence[str]) -> Dict[str, Any]:
+    """The quantization record the model carries: route, quantizer, settings, calibration, source."""
+    return {"route": "explicit Q/DQ", "quantizer": "onnxruntime.quantization.quantize_static", "method": method,
+            **({"histogram": ENTROPY_HISTOGRAM} if method == "entropy" else {}), **QDQ_SETTINGS,
+            "calibration": images.record(), "source_onnx_sha256": sha256_file(source),
+            "kept_in_float": list(keep_in_float)}
 
 
 def _entropy_ranges(source: Path, reader: Any, chunk: int, work: Path, cache: Path) -> None:

@@ -240,53 +240,16 @@ def _build(cuda: Any, gpu: GPUIdentity, onnx: Path, meta: ModelMetadata, output:
 
     from runtimes.atomic import atomic_write_bytes
     from runtimes.tensorrt_engine_file import EngineRecord, write_engine
-    from runtimes.tensorrt_support import init_plugins, tensorrt_logger
 
     start = time.monotonic()
-    logger = tensorrt_logger(trt)
-    init_plugins(trt)  # before parsing: the 10.x parser no longer registers EfficientNMS_TRT itself
-    builder = trt.Builder(logger)
-    network_flags = 0
-    for name in plan.network_flags:
-        network_flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
-    network = builder.create_network(network_flags)
-    _parse(network, logger, onnx)
-    dims_in = network.get_input(0).shape
-    input_shape = [int(dims_in[i]) for i in range(len(dims_in))]
+    builder, network, input_shape = _parsed_network(trt, plan, onnx)
     batch = batch_profile(input_shape, options, onnx)
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-    for name in plan.builder_flags:
-        config.set_flag(getattr(trt.BuilderFlag, name))
-    cache = _attach_timing_cache(config, timing_cache)  # kept alive until the build is done
     dims = [d if d > 0 else size for d, size in zip(input_shape[1:], (3, meta.input_height, meta.input_width))]
-    if batch is not None:
-        profile = builder.create_optimization_profile()
-        low, opt, high = (trt.Dims([size, *dims]) for size in batch)
-        profile.set_shape(INPUT_NAME, low, opt, high)
-        config.add_optimization_profile(profile)
-    if options.dla_core is not None:
-        if options.dla_core >= builder.num_DLA_cores:
-            raise UserError(f"--dla-core {options.dla_core}: this device has {builder.num_DLA_cores} DLA cores")
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = options.dla_core
+    config, cache = _builder_config(trt, builder, options, plan, timing_cache, batch, dims)
     calibrator = None
     if plan.int8_route == "implicit":
-        # TensorRT reads the calibration shape from the network (static batch) or from the calibration
-        # profile's OPT (dynamic batch), not from get_batch_size: feed exactly that many images per batch.
-        calib_batch = input_shape[0] if batch is None else options.calib_batch
-        if batch is not None:
-            calib_profile = builder.create_optimization_profile()
-            shape = trt.Dims([calib_batch, *dims])
-            calib_profile.set_shape(INPUT_NAME, shape, shape, shape)
-            config.set_calibration_profile(calib_profile)
-        elif calib_batch != options.calib_batch:
-            print(f"calibrating {calib_batch} image{'s' if calib_batch > 1 else ''} per batch: the network's static "
-                  f"batch (--calib-batch applies to dynamic-batch networks)")
-        calibrator = _calibrator(cuda, meta, options, calibration, calib_cache, onnx, trt.__version__, calib_batch)
-        calibrators.append(calibrator)
-        config.int8_calibrator = calibrator
-        print(f"calibrating ({plan.calibrator}, batch {calib_batch}) and building ...")
+        calibrator = _attach_calibrator(trt, cuda, builder, config, meta, options, plan, calibration, calib_cache,
+                                        onnx, input_shape[0] if batch is None else None, dims, calibrators)
     else:
         print("building (minutes on a Jetson; the timing cache makes rebuilds faster) ...")
     serialized = builder.build_serialized_network(network, config)
@@ -310,6 +273,66 @@ def _build(cuda: Any, gpu: GPUIdentity, onnx: Path, meta: ModelMetadata, output:
             atomic_write_bytes(table_path, calibrator.cache.table)
     write_engine(output, bytes(serialized), EngineRecord(meta, trt.__version__, gpu, build, rebuild_command))
     return EngineBuild(output, time.monotonic() - start, plan, build, batch, table_path)
+
+
+def _parsed_network(trt: Any, plan: BuildPlan, onnx: Path) -> Tuple[Any, Any, List[int]]:
+    """A builder, the network parsed from ``onnx`` with the plan's network flags, and its input shape."""
+    from runtimes.tensorrt_support import init_plugins, tensorrt_logger
+
+    logger = tensorrt_logger(trt)
+    init_plugins(trt)  # before parsing: the 10.x parser no longer registers EfficientNMS_TRT itself
+    builder = trt.Builder(logger)
+    network_flags = 0
+    for name in plan.network_flags:
+        network_flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(network_flags)
+    _parse(network, logger, onnx)
+    dims_in = network.get_input(0).shape
+    return builder, network, [int(dims_in[i]) for i in range(len(dims_in))]
+
+
+def _builder_config(trt: Any, builder: Any, options: TensorRTOptions, plan: BuildPlan, timing_cache: Path,
+                    batch: Optional[Tuple[int, int, int]], dims: List[int]) -> Tuple[Any, Any]:
+    """The builder config (workspace, the plan's flags, the batch profile, the DLA) and the timing cache
+    attached to it, which the caller keeps alive until the build is done."""
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    for name in plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    cache = _attach_timing_cache(config, timing_cache)
+    if batch is not None:
+        profile = builder.create_optimization_profile()
+        low, opt, high = (trt.Dims([size, *dims]) for size in batch)
+        profile.set_shape(INPUT_NAME, low, opt, high)
+        config.add_optimization_profile(profile)
+    if options.dla_core is not None:
+        if options.dla_core >= builder.num_DLA_cores:
+            raise UserError(f"--dla-core {options.dla_core}: this device has {builder.num_DLA_cores} DLA cores")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = options.dla_core
+    return config, cache
+
+
+def _attach_calibrator(trt: Any, cuda: Any, builder: Any, config: Any, meta: ModelMetadata, options: TensorRTOptions,
+                       plan: BuildPlan, calibration: Any, calib_cache: Optional[Path], onnx: Path,
+                       static_batch: Optional[int], dims: List[int], calibrators: List[Any]) -> Any:
+    """The implicit route's calibrator set on ``config`` (and appended to ``calibrators`` as soon as made).
+    TensorRT reads the calibration shape from the network (``static_batch``) or from the calibration
+    profile's OPT (a dynamic batch), not from get_batch_size: it is fed exactly that many images per batch."""
+    calib_batch = static_batch if static_batch is not None else options.calib_batch
+    if static_batch is None:
+        calib_profile = builder.create_optimization_profile()
+        shape = trt.Dims([calib_batch, *dims])
+        calib_profile.set_shape(INPUT_NAME, shape, shape, shape)
+        config.set_calibration_profile(calib_profile)
+    elif calib_batch != options.calib_batch:
+        print(f"calibrating {calib_batch} image{'s' if calib_batch > 1 else ''} per batch: the network's static "
+              f"batch (--calib-batch applies to dynamic-batch networks)")
+    calibrator = _calibrator(cuda, meta, options, calibration, calib_cache, onnx, trt.__version__, calib_batch)
+    calibrators.append(calibrator)
+    config.int8_calibrator = calibrator
+    print(f"calibrating ({plan.calibrator}, batch {calib_batch}) and building ...")
+    return calibrator
 
 
 def _calibrator(cuda: Any, meta: ModelMetadata, options: TensorRTOptions, calibration: Any,
