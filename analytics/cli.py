@@ -113,10 +113,14 @@ def events_path(args: argparse.Namespace) -> Optional[Path]:
 
 def check_at_start(args: argparse.Namespace) -> None:
     """What needs neither the model nor the streams, checked before either is opened (one line each): the
-    events file's path (not a folder, FIFO or device; runtimes/atomic.py) and the webhook's URL."""
+    events file's path (not a folder, FIFO or device; runtimes/atomic.py), the webhook's URL, and the zone
+    file's text (its content needs the model's classes: :func:`from_args`)."""
     from analytics.webhook import check_webhook_url
+    from analytics.zone_file import read_zone_data
     from runtimes.atomic import check_output_path
 
+    if getattr(args, "zones", None):
+        read_zone_data(args.zones)
     path = events_path(args)
     if path is not None:
         check_output_path(path, "--events")

@@ -107,12 +107,17 @@ class _At:
 def load_zone_file(path: "str | Path", stream_names: Sequence[str], class_names: Sequence[str]
                    ) -> Dict[str, StreamZones]:
     """Every stream's zones and lines, checked: a UserError names the first problem, where, and its fix."""
+    return parse_zones(read_zone_data(path), stream_names, class_names, str(path))
+
+
+def read_zone_data(path: "str | Path") -> Any:
+    """The zone file's text as data (JSON, or YAML by the suffix), within the limits above; what it holds is
+    checked by :func:`parse_zones`, which needs the model's classes."""
     label = f"--zones {path}"
     text = read_text_file(path, label, MAX_FILE_BYTES, "give the path of a zones file (JSON or YAML, see "
                                                        "docs/analytics.md)")
     yaml = Path(path).suffix.lower() in (".yaml", ".yml")
-    data = (parse_yaml if yaml else parse_json)(text, label, MAX_DEPTH)
-    return parse_zones(data, stream_names, class_names, str(path))
+    return (parse_yaml if yaml else parse_json)(text, label, MAX_DEPTH)
 
 
 def parse_zones(data: Any, stream_names: Sequence[str], class_names: Sequence[str], origin: str = "zones"
