@@ -37,22 +37,23 @@ HEAD_CONVS = ("/head/classification_head/module_list.0/module_list.0.1/Conv",
 GATE_BUDGET = 10.0
 
 
-def with_outlier_channel(source: Path, output: Path, convs: Sequence[str] = HEAD_CONVS) -> Path:
-    """Write to ``output`` ``source`` (an exported ONNX with its metadata) with ``convs`` (1x1, group 1)
-    each reading an extra channel of OUTLIER through zero weights."""
+def with_outlier_channel(source: Path, output: Path, convs: Sequence[str] = HEAD_CONVS,
+                         outlier: float = OUTLIER) -> Path:
+    """Write to ``output`` ``source`` (an exported ONNX with its metadata) with ``convs`` (group 1) each
+    reading an extra channel of ``outlier`` (far above anything they read) through zero weights."""
     model = load_onnx(source)
     graph = model.graph
     weights = {i.name: i for i in graph.initializer}
     graph.initializer.extend([numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
                               (("outlier_start", [0]), ("outlier_end", [1]), ("outlier_axis", [1]))])
     graph.initializer.extend([numpy_helper.from_array(np.array(0, np.float32), "outlier_zero"),
-                              numpy_helper.from_array(np.array(OUTLIER, np.float32), "outlier_value")])
+                              numpy_helper.from_array(np.array(outlier, np.float32), "outlier_value")])
     for index, name in enumerate(convs):
         conv = next(n for n in graph.node if n.name == name)
         group = next((a.i for a in conv.attribute if a.name == "group"), 1)
         assert group == 1, f"{name}: a grouped Conv cannot take one more input channel"
         data, prefix = conv.input[0], f"outlier{index}"
-        # One channel shaped like the input's first (so any batch size works), set to OUTLIER.
+        # One channel shaped like the input's first (so any batch size works), set to the outlier.
         graph.node.extend([
             helper.make_node("Slice", [data, "outlier_start", "outlier_end", "outlier_axis"], [prefix + "_slice"]),
             helper.make_node("Mul", [prefix + "_slice", "outlier_zero"], [prefix + "_zero"]),
