@@ -48,7 +48,9 @@ def test_sweep_builds_and_scores_every_point(demo_model, tmp_path):
         ("openvino", "mixed", 4), ("openvino", "mixed", 8)]
     assert "skipping counts 50" in lines[0]
     assert len({p.fp32_map for p in points if p.route == "qdq"}) == 1 and all(p.build_seconds > 0 for p in points)
-    assert all(0.5 < p.map <= 1 and p.drop == pytest.approx(100 * (p.fp32_map - p.map)) for p in points)
+    # Every point a working INT8 model (half of FP32's mAP kept: CPUs move INT8 mAPs by tenths of a point),
+    # its drop taken against FP32 on the same runtime.
+    assert all(p.fp32_map / 2 < p.map <= 1 and p.drop == pytest.approx(100 * (p.fp32_map - p.map)) for p in points)
     written = write_sweep(points, tmp_path / "out", "demo")
     assert [p.name for p in written] == ["calibration_sweep.md", "calibration_sweep.csv", "calibration_sweep.png"]
     rows = list(csv.DictReader(open(written[1])))
