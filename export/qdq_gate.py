@@ -151,7 +151,9 @@ def openvino_latency_ms(paths: Sequence[Path], rounds: int = 5, calls: int = 40)
     import openvino as ov
 
     core = ov.Core()
-    compiled = [core.compile_model(str(p), "CPU", {"PERFORMANCE_HINT": "LATENCY"}) for p in paths]
+    # Float layers in FP32 on every CPU (OpenVINO's default is BF16 where the CPU has it, e.g. with AMX).
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = [core.compile_model(str(p), "CPU", config) for p in paths]
     requests = [c.create_infer_request() for c in compiled]
     shape = [int(d) for d in compiled[0].inputs[0].get_shape()]
     batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
