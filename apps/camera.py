@@ -8,8 +8,9 @@ runtimes load; frames of all streams are batched through one detector.
 Each stream has a grab thread (live sources deliver their newest frame; files every frame), one inference
 worker batches a frame of every stream that has one and keeps requests in flight, and each stream's output
 draws and writes (on a worker thread of its own when it draws); see docs/multistream.md. Ctrl-C or SIGTERM
-ends cleanly: every video is finalised and every JSON line written. The summary gives frames, FPS, latency
-p50/p95 (capture to result), stale frames dropped and reopens, per stream and in total.
+ends cleanly within 2 s whatever a source does: every video is finalised and every JSON line written. The
+summary (one JSON line) gives frames, FPS, latency p50/p95 (capture to result; null without frames), stale
+frames dropped and reopens, per stream and in total.
 """
 
 from __future__ import annotations
@@ -37,24 +38,16 @@ from runtimes.errors import UserError
 def load(args: argparse.Namespace, max_batch: Optional[int] = None):
     """The detector, with the runtime's options for several requests in flight unless ``--async-depth`` is 0
     or 1, taking ``max_batch`` (or ``--batch-size``) frames per call."""
+    from analytics.cli import tracking
     from runtimes.loader import load_detector, runtime_for
+    from streams.scores import score_options
 
-    options: Dict[str, Any] = {}
-    if args.score_threshold is not None:
-        options["score_threshold"] = args.score_threshold
+    options: Dict[str, Any] = score_options(args.score_threshold, args.track_low_score if tracking(args) else None)
     if args.async_depth is None or args.async_depth > 1:  # one request in flight runs fastest with the latency hint
         options.update(runtime_for(args.model, args.runtime).throughput_options)
     if max_batch or args.batch_size:
         options["max_batch"] = max_batch or args.batch_size
     detector = load_detector(args.model, args.runtime, **options)
-    if args.score_threshold is None:
-        from analytics.cli import tracking
-        from streams.config import CAMERA_SCORE_THRESHOLD
-
-        # ByteTrack's second association needs the detections down to --track-low-score; a threshold built
-        # into the model (NMS inside) cannot be lowered.
-        wanted = min(CAMERA_SCORE_THRESHOLD, args.track_low_score) if tracking(args) else CAMERA_SCORE_THRESHOLD
-        detector.postprocessor.score_threshold = max(detector.postprocessor.score_threshold, wanted)
     if detector.shares_cpu:
         from runtimes.preprocess import leave_cores_to_runtime
 
@@ -79,8 +72,8 @@ def scheduled_detector(args: argparse.Namespace, streams: int, log=print):
 
 
 def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=print):
+    from streams.capture import CaptureOptions
     from streams.pipeline import PipelineOptions
-    from streams.sources import CsiOptions
 
     keep = [c.strip() for c in args.keep_classes.split(",") if c.strip()] if args.keep_classes else None
     if keep:
@@ -93,29 +86,31 @@ def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=p
         log("no DISPLAY: running headless")
         show = False
     return PipelineOptions(
-        batch_timeout_s=args.batch_timeout / 1000.0, classes=keep, realtime=args.realtime,
-        max_frames=args.max_frames, show=show, output=args.output, json=args.json,
-        csi=CsiOptions(args.csi_sensor_mode, args.csi_width, args.csi_height, args.csi_fps, args.csi_flip))
+        batch_timeout_s=args.batch_timeout / 1000.0, classes=keep, show=show, output=args.output, json=args.json,
+        capture=CaptureOptions(realtime=args.realtime, max_frames=args.max_frames, timeout_s=args.source_timeout))
 
 
 def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str, Any]:
     """Open the streams and the model, run until the streams end or ``stop`` is set; the summary (with the
     analytics' counts and sink figures when tracking is on)."""
     from analytics.cli import from_args as analytics_for
+    from streams.capture import parse_streams
     from streams.config import stream_specs
     from streams.pipeline import Pipeline
+    from streams.sources import CsiOptions
     from webview.cli import from_args as live_view_for
 
-    specs = stream_specs(args.source or [], args.sources)
-    names = [spec.name for spec in specs]
-    detector, schedule = scheduled_detector(args, len(specs), log)
+    csi = CsiOptions(args.csi_sensor_mode, args.csi_width, args.csi_height, args.csi_fps, args.csi_flip)
+    streams = parse_streams(stream_specs(args.source or [], args.sources), csi)  # bad sources before any work
+    names = [stream.name for stream in streams]
+    detector, schedule = scheduled_detector(args, len(streams), log)
     analytics = view = None
     try:
         analytics = analytics_for(args, names, detector.class_names, log)
         view = live_view_for(args, names, log)
-        pipeline = Pipeline(detector, specs, schedule, pipeline_options(args, detector.class_names, log), log,
+        pipeline = Pipeline(detector, streams, schedule, pipeline_options(args, detector.class_names, log), log,
                             analytics, [view] if view is not None else [])
-        pipeline.open()
+        pipeline.open(stop)
         summary = pipeline.run(stop)
     finally:
         if view is not None:
@@ -128,7 +123,8 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streams.config import CAMERA_SCORE_THRESHOLD
+    from streams.scores import CAMERA_SCORE_THRESHOLD
+    from streams.sources import DEFAULT_TIMEOUT_S
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="TensorRT .engine, OpenVINO .xml, .onnx, or a URL a runtime "
@@ -143,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--realtime", action="store_true", help="files: drop frames to keep the file's pace")
     src.add_argument("--max-frames", type=int, default=0, help="stop each stream after N frames "
                                                                "(default: 0 = no limit)")
+    src.add_argument("--source-timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                     help="seconds an HTTP/RTSP stream may deliver no frame (or take to open) before it is "
+                          "reopened (default: %(default)s)")
     sched = p.add_argument_group("inference")
     sched.add_argument("--batch-size", type=int, help="frames (of different streams) per network call, up to the "
                                                       "model's batch (default: 1 on a CPU runtime, else one per "
@@ -196,6 +195,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not args.batch_timeout > 0:  # also NaN
         raise UserError(f"--batch-timeout must be more than 0 ms, got {args.batch_timeout}")
+    if not 0 < args.source_timeout < 3600:  # also NaN
+        raise UserError(f"--source-timeout must be more than 0 and less than 3600 seconds, got {args.source_timeout}")
     check_at_start(args)
     stop = threading.Event()
 

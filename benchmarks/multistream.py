@@ -125,7 +125,7 @@ def host_costs(xml: Path, video: Path, count: int = 200) -> Dict[str, float]:
     import cv2
 
     from runtimes.loader import load_detector
-    from streams.config import CAMERA_SCORE_THRESHOLD
+    from streams.scores import CAMERA_SCORE_THRESHOLD
 
     cap = cv2.VideoCapture(str(video))
     for _ in range(20):  # untimed: the decoder's set-up on its first frames is not a per-frame cost

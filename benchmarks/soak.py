@@ -7,7 +7,7 @@ threads sampled from /proc the whole time.
    ``apps/camera.py --headless --json --output --max-frames``; checks one JSON line per frame and the video's
    frame count.
 2. live: an MJPEG-over-HTTP stream served here on 127.0.0.1 that drops the connection after a few frames,
-   ``--failures`` times; the app's live source reopens it each time (streams/sources.py LiveSource); after
+   ``--failures`` times; the app's live source reopens it each time (streams/capture.py); after
    the last drop the app gets SIGTERM and must end cleanly with its JSON lines written.
 
 For each: resident memory (VmRSS), open file descriptors and threads of the app process, sampled twice a

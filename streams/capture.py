@@ -1,166 +1,216 @@
-"""One grab thread per stream, feeding the scheduler.
+"""One capture layer per stream: a grab thread that opens the stream's source, reads it and offers the
+scheduler one :class:`~streams.frame.Frame` at a time in a slot; one retry policy and one dropped count.
 
-Live sources hand over their newest frame: a frame the scheduler has not taken when the next one arrives
-is stale, replaced and counted. Files and folders are read frame by frame and nothing is dropped: the grab
-thread waits while its frame is not taken. A live source that cannot be opened at start is retried with
-back-off while the other streams run; one that drops mid-run is reopened by :class:`LiveSource` itself.
+Live sources (cameras, RTSP, HTTP, pipelines) offer their newest frame: a frame the scheduler has not taken
+when the next one arrives is stale, replaced and counted (``dropped``). Files and folders are read frame by
+frame and nothing is dropped: the grab thread waits while its frame is not taken. A live source that cannot
+be opened, fails, or delivers no frame within ``timeout_s`` (its reader gives up then, streams/sources.py)
+is opened again after :class:`RetryPolicy`'s wait, which doubles up to its maximum and starts over after a
+frame; the run goes on with the other streams meanwhile.
+
+Only the grab thread opens, reads and releases its source, so a source that blocks inside a call never
+blocks the app: :meth:`StreamCapture.close` waits a bounded time and leaves such a thread to end on its own.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Optional
-
-import numpy as np
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, List, Optional, Sequence
 
 from runtimes.errors import UserError
 from streams.config import StreamSpec
-from streams.sources import CsiOptions, FileSource, FrameSource, SourceSpec, open_source, parse_source
+from streams.frame import Frame
+from streams.sources import DEFAULT_TIMEOUT_S, CsiOptions, FrameReader, SourceSpec, open_reader, parse_source
 
 
-@dataclass
-class CapturedFrame:
-    """A frame of one stream: its own index and capture time (seconds since that stream opened), the BGR
-    image, the monotonic clock when it was captured (latency is measured from there), and how long the
-    read took."""
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a live source is opened again: after ``first_s`` seconds, the wait doubling up to ``max_s``."""
 
-    stream: str
-    index: int
-    timestamp: float
-    image: np.ndarray
-    captured: float
-    capture_s: float
+    first_s: float = 0.5
+    max_s: float = 16.0
+
+    def waits(self) -> Iterator[float]:
+        wait = self.first_s
+        while True:
+            yield wait
+            wait = min(self.max_s, wait * 2)
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """How every stream is captured: ``realtime`` files at their own pace, at most ``max_frames`` frames a
+    stream (0: no limit), ``timeout_s`` without a frame before a live source is reopened, ``retry``."""
+
+    realtime: bool = False
+    max_frames: int = 0
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    """A stream's name and how to open its source."""
+
+    name: str
+    source: SourceSpec
+
+
+def parse_streams(specs: Sequence[StreamSpec], csi: CsiOptions) -> List[StreamSource]:
+    """Every stream's source parsed (UserError naming a bad one), before anything is opened or loaded."""
+    streams = []
+    for spec in specs:
+        try:
+            streams.append(StreamSource(spec.name, parse_source(spec.source, csi)))
+        except UserError as exc:
+            raise UserError(f"stream {spec.name}: {exc}") from None
+    return streams
 
 
 class StreamCapture:
     """The grab thread of one stream and the one frame it offers the scheduler.
 
-    ``state`` is "opening", "running", "retrying" (a live source not opened yet), "ended" or "failed".
-    ``notify`` is called whenever a frame is offered or the stream ends (the scheduler's wake-up).
+    ``state`` is "opening" (the first attempt under way), "running", "retrying" (a live source waiting to be
+    opened again), "ended" or "failed" (a file that cannot be opened, or an error in the source).
+    ``notify`` is called whenever a frame is offered or the state changes (the scheduler's wake-up).
     """
 
-    def __init__(self, spec: StreamSpec, csi: CsiOptions, realtime: bool = False, max_frames: int = 0,
-                 log: Callable[[str], None] = print, notify: Callable[[], None] = lambda: None,
-                 retry_s: float = 1.0, max_retry_s: float = 16.0) -> None:
-        self.spec, self.log, self.notify = spec, log, notify
-        self.name = spec.name
-        self.realtime, self.max_frames = realtime, max_frames
-        self.retry_s, self.max_retry_s = retry_s, max_retry_s
-        self.source_spec: SourceSpec = parse_source(spec.source, csi)
-        self.live = self.source_spec.live
-        self.source: Optional[FrameSource] = None
+    def __init__(self, stream: StreamSource, options: CaptureOptions, log: Callable[[str], None] = print,
+                 notify: Callable[[], None] = lambda: None) -> None:
+        self.name, self.source, self.options, self.log, self.notify = stream.name, stream.source, options, log, notify
+        self.live = self.source.live
         self.state = "opening"
         self.error: Optional[str] = None
+        self.description = self.source.text
+        self.fps = 30.0  # the source's own frame rate once a file is open
         self.frames_read = 0
-        self.stale = 0  # live frames replaced before the scheduler took them
-        self.open_retries = 0
-        self._slot: Optional[CapturedFrame] = None
+        self.dropped = 0  # live frames replaced before the scheduler took them
+        self.reopens = 0  # times a live source was opened again after it was lost
+        self.attempted = threading.Event()  # set once the first attempt to open has succeeded or failed
+        self._slot: Optional[Frame] = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    # -- opening --------------------------------------------------------------------------------------
-
-    def open(self) -> bool:
-        """First attempt to open the source, on the caller's thread; False (and ``error`` set) if it fails."""
-        try:
-            self.source = open_source(self.source_spec, self.realtime, self.log)
-        except UserError as exc:
-            self.error = str(exc)
-            self.state = "retrying" if self.live else "failed"
-            return False
-        self.state, self.error = "running", None
-        return True
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
+        self._start: Optional[float] = None  # when the stream first opened: frame timestamps count from here
+        self._last_frame = 0.0
+        self._next_index = 0  # the stream's number for the next reader's first frame
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
         self._thread.start()
-
-    @property
-    def fps(self) -> float:
-        """The source's own frame rate (files), else 30."""
-        return self.source.fps if isinstance(self.source, FileSource) else 30.0
-
-    @property
-    def description(self) -> str:
-        return self.source.description if self.source is not None else self.spec.source
-
-    @property
-    def dropped(self) -> int:
-        """Stale live frames: replaced in the source's grabber or here before they were used."""
-        return self.stale + int(getattr(self.source, "dropped", 0))
-
-    @property
-    def reopens(self) -> int:
-        return int(getattr(self.source, "reopens", 0))
 
     # -- the grab thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            if self.source is None and not self._retry_open():
-                return
-            assert self.source is not None
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                item = self.source.read()
-                if item is None:
-                    break
-                index, timestamp, image = item
-                frame = CapturedFrame(self.name, index, timestamp, image, time.monotonic(),
-                                      time.perf_counter() - started)
-                if not self._offer(frame):
-                    break
-                self.frames_read += 1
-                if self.max_frames and self.frames_read >= self.max_frames:
-                    break
+            self._capture()
         except Exception as exc:  # a source that breaks ends its stream, not the app
             self.error = f"{type(exc).__name__}: {exc}"
             self.log(f"stream {self.name}: {self.error}")
+            self._set_state("failed")
         finally:
-            with self._cond:
-                if self.state == "running":
-                    self.state = "ended"
-                self._cond.notify_all()
-            self.notify()
+            self.attempted.set()
+            if self.state != "failed":
+                self._set_state("ended")
 
-    def _retry_open(self) -> bool:
-        wait = self.retry_s
-        while not self._stop.wait(wait):
-            self.open_retries += 1
-            try:
-                self.source = open_source(self.source_spec, self.realtime, self.log)
-            except UserError as exc:
-                self.error = str(exc)
-                wait = min(self.max_retry_s, wait * 2)
-                self.log(f"stream {self.name}: still cannot open {self.spec.source}; retrying in {wait:.0f} s")
-                continue
-            self.state, self.error = "running", None
-            self.log(f"stream {self.name}: opened {self.source.description} after {self.open_retries} retries")
-            return True
-        return False
+    def _capture(self) -> None:
+        """Open, read until the end (or a live failure), reopen live sources as the retry policy says."""
+        waits = self.options.retry.waits()
+        lost = 0.0  # when the last reader was lost (0: none was yet)
+        while not self._stop.is_set():
+            first = not self.attempted.is_set()
+            reader = self._open()
+            if reader is not None:
+                if lost:
+                    self.reopens += 1
+                    self.log(f"stream {self.name}: reopened {self.source.text} after a "
+                             f"{time.monotonic() - (self._last_frame or lost):.1f} s gap")
+                frames = self.frames_read
+                try:
+                    over = self._read(reader)
+                finally:
+                    reader.close()
+                if over:
+                    return
+                lost = time.monotonic()
+                if self.frames_read > frames:  # it delivered: the next failure waits the first wait again
+                    waits = self.options.retry.waits()
+                wait = next(waits)
+                ago = f"{lost - self._last_frame:.1f} s ago" if self._last_frame else "none yet"
+                self.log(f"stream {self.name}: lost {self.source.text} (last frame {ago}); reopening in {wait:g} s")
+            elif not self.live:
+                self._set_state("failed")
+                return
+            else:
+                wait = next(waits)
+                if not first:  # the first failure is the pipeline's to report
+                    self.log(f"stream {self.name}: still cannot open {self.source.text}; retrying in {wait:g} s")
+            self._set_state("retrying")
+            if self._stop.wait(wait):
+                return
 
-    def _offer(self, frame: CapturedFrame) -> bool:
-        """Put ``frame`` in the slot: live frames replace an untaken one, file frames wait for it to be taken.
-        False when stopped."""
+    def _open(self) -> Optional[FrameReader]:
+        try:
+            reader: Optional[FrameReader] = open_reader(self.source, self.options.realtime, self.options.timeout_s,
+                                                        self.log)
+        except UserError as exc:
+            self.error, reader = str(exc), None
+        if reader is not None:
+            self.error, self.description, self.fps = None, reader.description, reader.fps
+            self._start = self._start or time.monotonic()
+            self._set_state("running")
+        self.attempted.set()
+        return reader
+
+    def _read(self, reader: FrameReader) -> bool:
+        """Offer ``reader``'s frames until it ends; True when the stream is over (a file's end, max_frames,
+        stop), False when a live source failed or gave up waiting for a frame."""
+        assert self._start is not None
+        last = -1
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            got = reader.read()
+            if got is None:
+                break
+            last, image = got
+            now = time.monotonic()
+            frame = Frame(self.name, self._next_index + last, now - self._start, image, now,
+                          time.perf_counter() - started)
+            if not self._offer(frame):
+                return True
+            self.frames_read += 1
+            if self.options.max_frames and self.frames_read >= self.options.max_frames:
+                return True
+        self._next_index += last + 1
+        return self._stop.is_set() or not self.live
+
+    def _offer(self, frame: Frame) -> bool:
+        """Put ``frame`` in the slot: a live frame replaces an untaken one, a file frame waits for it to be
+        taken. False when stopped."""
         with self._cond:
             if self.live:
                 if self._slot is not None:
-                    self.stale += 1
+                    self.dropped += 1
             else:
                 while self._slot is not None and not self._stop.is_set():
                     self._cond.wait(timeout=0.2)
                 if self._stop.is_set():
                     return False
             self._slot = frame
+            self._last_frame = frame.captured
         self.notify()
         return True
 
+    def _set_state(self, state: str) -> None:
+        with self._cond:
+            self.state = state
+            self._cond.notify_all()
+        self.notify()
+
     # -- the scheduler's side -------------------------------------------------------------------------
 
-    def take(self) -> Optional[CapturedFrame]:
+    def take(self) -> Optional[Frame]:
         """The offered frame (None when there is none yet), which frees the slot for the next."""
         with self._cond:
             frame, self._slot = self._slot, None
@@ -181,9 +231,11 @@ class StreamCapture:
         with self._cond:
             self._cond.notify_all()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> bool:
+        """Stop, and wait up to ``timeout`` seconds for the grab thread. False when it is still inside a call
+        to its source that blocks: that daemon thread releases the source when the call returns, or ends
+        with the process."""
         self.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self.source is not None:
-            self.source.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()

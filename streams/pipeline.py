@@ -1,11 +1,12 @@
 """Many streams, one detector: capture -> scheduler (batches, requests in flight) -> per-stream output.
 
-Stages, each in its own place: :meth:`Pipeline.open` opens every source (a live one that fails is retried
-while the others run; the run needs at least one), a grab thread per stream (streams/capture.py), the
-scheduler on the calling thread (streams/scheduler.py), an output per stream (draw, analytics, video, JSON
-line, observers such as the web view; a worker thread of its own when it draws), a status tick once a
-second, the display mosaic, and :meth:`Pipeline.summary`. ``stop`` (Ctrl-C, SIGTERM) ends the run with every
-output finished.
+Stages, each in its own place: :meth:`Pipeline.open` starts a capture layer per stream (streams/capture.py:
+its grab thread opens the source; a live one that fails is retried while the others run; the run needs at
+least one), the scheduler on the calling thread (streams/scheduler.py), an output per stream (draw,
+analytics, video, JSON line, observers such as the web view; a worker thread of its own when it draws), a
+status tick once a second, the display mosaic, and :meth:`Pipeline.summary`. ``stop`` (Ctrl-C, SIGTERM) ends
+the run with every output finished, whatever a source does (a grab thread stuck in its source is left
+behind after :data:`CLOSE_WAIT_S`).
 """
 
 from __future__ import annotations
@@ -23,15 +24,14 @@ from runtimes.atomic import JsonLines
 from runtimes.detections import Detections
 from runtimes.detector import Detector
 from runtimes.errors import UserError
-from runtimes.requests import RequestResult
-from streams.capture import CapturedFrame, StreamCapture
-from streams.config import StreamSpec
+from streams.capture import CaptureOptions, StreamCapture, StreamSource
+from streams.frame import FrameResult
 from streams.outputs import VideoOutput, video_paths
 from streams.scheduler import BatchScheduler, Schedule
-from streams.sources import CsiOptions
 from streams.stats import StreamStats, percentile
 
-_END = object()
+CLOSE_WAIT_S = 0.5  # how long closing waits for all grab threads together (SIGTERM must end the app in 2 s)
+OUTPUT_WAIT_S = 30.0  # how long closing waits for an output worker to write its last (at most 5) frames
 
 
 class Observer(Protocol):
@@ -59,12 +59,10 @@ class PipelineOptions:
 
     batch_timeout_s: float = 0.010  # how long a round waits for slower streams
     classes: Optional[List[str]] = None  # class names to keep (None: all)
-    realtime: bool = False
-    max_frames: int = 0  # per stream; 0: no limit
+    capture: CaptureOptions = field(default_factory=CaptureOptions)
     show: bool = False
     output: Optional[Path] = None
     json: Optional[Path] = None
-    csi: CsiOptions = field(default_factory=CsiOptions)
 
 
 class StreamOutput:
@@ -76,7 +74,7 @@ class StreamOutput:
     def __init__(self, name: str, pipeline: "Pipeline", video: Optional[VideoOutput], threaded: bool) -> None:
         self.name, self.pipeline, self.video = name, pipeline, video
         self.stats = StreamStats(name)
-        self.queue: "queue.Queue[Any]" = queue.Queue(maxsize=4)
+        self.queue: "queue.Queue[Optional[FrameResult]]" = queue.Queue(maxsize=4)  # None: the end
         self.latest: Optional[np.ndarray] = None  # the last annotated frame, for the display
         self.thread = threading.Thread(target=self._run, name=f"output-{name}", daemon=True) if threaded else None
 
@@ -84,10 +82,11 @@ class StreamOutput:
         if self.thread is not None:
             self.thread.start()
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Optional[FrameResult]) -> None:
+        """Handle ``item`` here or hand it to the worker; None ends the worker."""
         if self.thread is None:
-            if item is not _END:
-                self._handle(*item)
+            if item is not None:
+                self._handle(item)
             return
         while self.thread.is_alive():  # never block forever on a worker that has died
             try:
@@ -100,16 +99,17 @@ class StreamOutput:
         try:
             while True:
                 item = self.queue.get()
-                if item is _END:
+                if item is None:
                     return
-                self._handle(*item)
+                self._handle(item)
         except BaseException as exc:  # handed to the run, which stops
             self.pipeline.fail(exc)
 
-    def _handle(self, frame: CapturedFrame, detections: Detections, timings: Dict[str, float]) -> None:
+    def _handle(self, result: FrameResult) -> None:
         from streams.overlay import draw
 
         p = self.pipeline
+        frame, detections, timings = result.frame, result.detections, result.timings
         if p.options.classes:
             detections = detections.filter(classes=p.options.classes)
         started = time.perf_counter()
@@ -135,13 +135,14 @@ class StreamOutput:
 
 
 class Pipeline:
-    """Runs ``specs`` on ``detector`` as ``schedule`` says (streams/scheduler.plan_schedule) with ``options``;
-    see the module docstring."""
+    """Runs ``streams`` (streams/capture.parse_streams) on ``detector`` as ``schedule`` says
+    (streams/scheduler.plan_schedule) with ``options``; see the module docstring."""
 
-    def __init__(self, detector: Detector, specs: Sequence[StreamSpec], schedule: Schedule, options: PipelineOptions,
-                 log: Callable[[str], None] = print, analytics: Optional[Analytics] = None,
+    def __init__(self, detector: Detector, streams: Sequence[StreamSource], schedule: Schedule,
+                 options: PipelineOptions, log: Callable[[str], None] = print, analytics: Optional[Analytics] = None,
                  observers: Sequence[Observer] = ()) -> None:
-        self.detector, self.specs, self.schedule, self.options, self.log = detector, list(specs), schedule, options, log
+        self.detector, self.streams, self.schedule, self.options, self.log = (detector, list(streams), schedule,
+                                                                              options, log)
         self.analytics, self.observers = analytics, list(observers)
         self.annotate = bool(options.output is not None or options.show or observers)
         self.captures: List[StreamCapture] = []
@@ -154,26 +155,22 @@ class Pipeline:
 
     # -- stages ---------------------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Open every stream's source once; UserError when none opens (the failures named)."""
-        videos = video_paths(self.options.output, [s.name for s in self.specs])
-        self.captures = [StreamCapture(spec, self.options.csi, self.options.realtime, self.options.max_frames,
-                                       self.log) for spec in self.specs]
-        failures = []
+    def open(self, stop: Optional[threading.Event] = None) -> None:
+        """Start every stream's capture and wait for its first attempt to open (bounded, and ended early by
+        ``stop``); UserError when none opens (the failures named)."""
+        if stop is not None:
+            self.stop = stop
+        videos = video_paths(self.options.output, [s.name for s in self.streams])
+        self.captures = [StreamCapture(stream, self.options.capture, self.log) for stream in self.streams]
         for capture in self.captures:
-            if capture.open():
-                self.log(f"stream {capture.name}: {capture.description}")
-            else:
-                failures.append(capture)
-                again = " (live: retrying while the others run)" if capture.state == "retrying" else ""
-                self.log(f"stream {capture.name}: {capture.error}{again}")
-        if len(failures) == len(self.captures):
-            if len(failures) == 1:
-                raise UserError(str(failures[0].error))
-            raise UserError(f"none of the {len(failures)} streams could be opened: "
-                            + "; ".join(f"{c.name}: {c.error}" for c in failures))
-        self.log(f"model: {self.detector.describe()}; scores above {self.detector.postprocessor.score_threshold:g}; "
-                 f"{self.schedule.reason}")
+            capture.start()
+        # An attempt is bounded by the source's timeout (FFmpeg); a GStreamer pipeline that hangs opening
+        # is left to its grab thread and the run goes on without waiting for it.
+        deadline = time.monotonic() + 2 * self.options.capture.timeout_s + 1.0
+        while not all(c.attempted.is_set() for c in self.captures) and time.monotonic() < deadline:
+            if self.stop.wait(0.05):
+                break
+        self._report_opened()
         for capture in self.captures:
             path = videos[capture.name]
             self.outputs[capture.name] = StreamOutput(capture.name, self, VideoOutput(path, capture.fps)
@@ -181,11 +178,32 @@ class Pipeline:
         if self.options.json is not None:
             self.json = JsonLines(self.options.json)
 
+    def _report_opened(self) -> None:
+        """Log each stream's first attempt; UserError (captures closed) when every stream failed it."""
+        failures = []
+        for capture in self.captures:
+            if capture.error is not None:
+                failures.append(capture)
+                again = " (live: retrying while the others run)" if capture.live else ""
+                self.log(f"stream {capture.name}: {capture.error}{again}")
+            elif capture.attempted.is_set():
+                self.log(f"stream {capture.name}: {capture.description}")
+            elif not self.stop.is_set():
+                self.log(f"stream {capture.name}: still opening {capture.source.text}; the others run meanwhile")
+        if failures and len(failures) == len(self.captures):
+            self._close_captures()
+            if len(failures) == 1:
+                raise UserError(str(failures[0].error))
+            raise UserError(f"none of the {len(failures)} streams could be opened: "
+                            + "; ".join(f"{c.name}: {c.error}" for c in failures))
+        self.log(f"model: {self.detector.describe()}; scores above {self.detector.score_threshold:g}; "
+                 f"{self.schedule.reason}")
+
     def run(self, stop: Optional[threading.Event] = None) -> Dict[str, Any]:
         """Run until every stream has ended or ``stop`` is set; the summary."""
         if not self.captures:
-            self.open()
-        if stop is not None:
+            self.open(stop)
+        elif stop is not None:
             self.stop = stop
         requests = self.detector.requests(self.schedule.depth)
         self.scheduler = BatchScheduler(self.captures, requests, self.schedule.batch, self.options.batch_timeout_s,
@@ -198,7 +216,6 @@ class Pipeline:
         self.started = time.monotonic()
         for capture in self.captures:
             capture.notify = self.scheduler.notify
-            capture.start()
         for helper in helpers:
             helper.start()
         try:
@@ -214,23 +231,29 @@ class Pipeline:
         self.errors.append(exc)
         self.stop.set()
 
-    def _deliver(self, result: RequestResult) -> None:
-        frames: List[CapturedFrame] = result.tag
-        for frame, detections in zip(frames, result.detections):
-            timings = dict(capture=frame.capture_s, **result.timings)
-            self.outputs[frame.stream].put((frame, detections, timings))
+    def _deliver(self, results: List[FrameResult]) -> None:
+        for result in results:
+            self.outputs[result.frame.stream].put(result)
+
+    def _close_captures(self) -> None:
+        """Stop every capture, then wait for their grab threads together, at most :data:`CLOSE_WAIT_S`."""
+        for capture in self.captures:
+            capture.stop()
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        for capture in self.captures:
+            if not capture.close(max(0.0, deadline - time.monotonic())):
+                self.log(f"stream {capture.name}: its source is still inside a call; not waiting for it")
 
     def _finish(self) -> None:
         for capture in self.captures:
             capture.stop()
         for output in self.outputs.values():
-            output.put(_END)
+            output.put(None)
         for output in self.outputs.values():
             if output.thread is not None:
-                output.thread.join()
+                output.thread.join(OUTPUT_WAIT_S)
         self.ended = time.monotonic()
-        for capture in self.captures:
-            capture.close()
+        self._close_captures()
         for output in self.outputs.values():
             if output.video is not None:
                 output.video.close()
@@ -249,8 +272,8 @@ class Pipeline:
             latencies = list(stats.latencies_ms)[-1000:]
             alive = capture.state == "running" and stats.last is not None and time.monotonic() - stats.last < 5.0
             found[capture.name] = {"name": capture.name, "frames": stats.frames, "fps": round(stats.fps(now), 3),
-                                   "latency_p50_ms": round(percentile(latencies, 50), 3),
-                                   "latency_p95_ms": round(percentile(latencies, 95), 3),
+                                   "latency_p50_ms": percentile(latencies, 50),
+                                   "latency_p95_ms": percentile(latencies, 95),
                                    "dropped_stale_frames": capture.dropped, "reopens": capture.reopens,
                                    "alive": alive, "error": capture.error, "state": capture.state}
             if self.analytics is not None:
@@ -290,11 +313,10 @@ class Pipeline:
         summary: Dict[str, Any] = {
             "frames": frames, "seconds": round(elapsed, 3),
             "mean_fps": round(frames / elapsed, 3) if elapsed > 0 else 0.0,
-            "latency_p50_ms": round(percentile(latencies, 50), 3),
-            "latency_p95_ms": round(percentile(latencies, 95), 3),
+            "latency_p50_ms": percentile(latencies, 50), "latency_p95_ms": percentile(latencies, 95),
             "dropped_stale_frames": sum(s["dropped_stale_frames"] for s in per_stream.values()),
             "reopens": sum(s["reopens"] for s in per_stream.values()),
             "streams": per_stream}
         summary["schedule"] = {"batch": self.schedule.batch, "requests_in_flight": self.schedule.depth}
-        summary["score_threshold"] = self.detector.postprocessor.score_threshold
+        summary["score_threshold"] = self.detector.score_threshold
         return summary

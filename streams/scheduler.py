@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from runtimes.detector import Detector
 from runtimes.requests import RequestResult, Requests
-from streams.capture import CapturedFrame, StreamCapture
+from streams.capture import StreamCapture
+from streams.frame import Frame, FrameResult
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,18 @@ def plan_schedule(detector: Detector, streams: int, batch: Optional[int] = None,
 
 class BatchScheduler:
     """Feeds ``requests`` from ``captures`` until every stream has finished or ``stop`` is set, handing
-    each finished request to ``deliver`` (on this thread, in submission order). Captures and requests wake
-    it through :meth:`notify`."""
+    each finished request's frames with their detections to ``deliver`` (on this thread, in submission
+    order). Captures and requests wake it through :meth:`notify`."""
 
     def __init__(self, captures: Sequence[StreamCapture], requests: Requests, batch: int, batch_timeout_s: float,
-                 deliver: Callable[[RequestResult], None], stop: threading.Event) -> None:
+                 deliver: Callable[[List[FrameResult]], None], stop: threading.Event) -> None:
         self.captures = list(captures)
         self.requests, self.batch, self.batch_timeout_s = requests, batch, batch_timeout_s
         self.deliver, self.stop = deliver, stop
         self.wake = threading.Condition()
         requests.on_settled = self.notify
         self._start = 0  # the stream that leads the next round
+        self._in_flight: Dict[int, List[Frame]] = {}  # each submitted request's frames, by its tag
         self.batches = 0
         self.frames = 0
 
@@ -87,23 +89,29 @@ class BatchScheduler:
                     break
                 frames = self._gather()
                 if frames:
-                    self.requests.submit([f.image for f in frames], tag=frames)
+                    self._in_flight[self.batches] = frames
+                    self.requests.submit([f.image for f in frames], tag=self.batches)
                     self.batches += 1
                     self.frames += len(frames)
         finally:
             for result in self.requests.close():
-                self.deliver(result)
+                self._hand_over(result)
 
     def _hand_on(self) -> None:
         for result in self.requests.results():
-            self.deliver(result)
+            self._hand_over(result)
+
+    def _hand_over(self, result: RequestResult) -> None:
+        frames = self._in_flight.pop(result.tag)
+        self.deliver([FrameResult(frame, detections, dict(capture=frame.read_s, **result.timings))
+                      for frame, detections in zip(frames, result.detections)])
 
     def _wait(self, timeout: float, enough: Callable[[], bool]) -> None:
         with self.wake:  # the check is made under the lock notify() takes: no wake-up is lost
             if not enough() and not self.requests.has_result:
                 self.wake.wait(timeout)
 
-    def _gather(self) -> List[CapturedFrame]:
+    def _gather(self) -> List[Frame]:
         """One frame from each of up to ``batch`` streams, round-robin; waits up to the batch timeout after
         the first frame for more ([] when none came: the caller hands on results and comes back)."""
         order = self.captures[self._start:] + self.captures[:self._start]

@@ -1,17 +1,18 @@
 """Frame sources for the camera app: cameras, Jetson CSI cameras, RTSP/HTTP streams, GStreamer pipelines,
-video files and image folders, behind one ``read()``. On a Jetson, RTSP streams are decoded by the hardware
-(``nvv4l2decoder``, ``nvvidconv``); elsewhere by GStreamer's or FFmpeg's software decoders.
+video files and image folders, each behind one reader: opened, ``read()`` frame by frame (None at its end or
+when it fails), closed. On a Jetson, RTSP streams are decoded by the hardware (``nvv4l2decoder``,
+``nvvidconv``); elsewhere by GStreamer's or FFmpeg's software decoders.
 
-Live sources always hand out the newest frame: a grab thread keeps only the latest one (and GStreamer
-pipelines end in ``appsink drop=true max-buffers=1``), so delay never piles up behind a slow model. A live
-source that stops delivering is reopened with exponential back-off and the gap is logged. Files and
-folders are read frame by frame, nothing dropped, unless ``realtime`` asks to keep pace with the clock.
+A reader has no thread and no policy of its own: streams/capture.py reads it on the stream's grab thread,
+keeps the newest frame of a live source and reopens one that fails. What a reader bounds itself: an FFmpeg
+capture (HTTP, RTSP) gives up opening or reading after ``timeout_s`` (OpenCV's open and read timeouts), so
+a source that sends no frame, or bytes that never make one, costs at most what arrives in that time.
+GStreamer pipelines end in ``appsink drop=true max-buffers=1``.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ import numpy as np
 
 from runtimes.errors import UserError
 
-Frame = Tuple[int, float, np.ndarray]  # (index, capture time in seconds since the source opened, BGR frame)
+Read = Tuple[int, np.ndarray]  # (frame number since the reader opened, (H, W, 3) uint8 BGR frame)
+DEFAULT_TIMEOUT_S = 5.0  # a live source that delivers no frame for this long is given up and reopened
 APPSINK = "appsink drop=true max-buffers=1 sync=false"
 
 
@@ -92,7 +94,10 @@ def parse_source(text: str, csi: Optional[CsiOptions] = None, gstreamer: Optiona
     gst = has_gstreamer() if gstreamer is None else gstreamer
     jetson = is_jetson() if jetson is None else jetson
     if text.startswith("csi://"):
-        sensor = int(text[len("csi://"):] or 0)
+        number = text[len("csi://"):] or "0"
+        if not number.isdigit():
+            raise UserError(f"--source {text}: a CSI camera is csi://N with N its sensor number (csi://0, csi://1)")
+        sensor = int(number)
         return SourceSpec(text, True, [(f"GStreamer {csi_pipeline(sensor, csi)}", (csi_pipeline(sensor, csi),
                                                                                       cv2.CAP_GSTREAMER))])
     if "!" in text:  # a raw GStreamer pipeline
@@ -120,33 +125,47 @@ def parse_source(text: str, csi: Optional[CsiOptions] = None, gstreamer: Optiona
                 attempts.insert(0, (f"GStreamer (NVDEC) {hardware}", (hardware, cv2.CAP_GSTREAMER)))
         return SourceSpec(text, True, attempts)
     path = Path(text)
-    if path.is_dir():
+    try:
+        folder, file = path.is_dir(), path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        shown = text if len(text) <= 80 else f"{text[:60]}...({len(text)} characters)"
+        raise UserError(f"--source {shown}: not a usable path ({exc.strerror}); give an existing video file or "
+                        "image folder, a camera, a URL or a GStreamer pipeline") from None
+    if folder:
         return SourceSpec(text, False, [], folder=path)
-    if not path.is_file():
+    if not file:
         raise UserError(f"--source {text}: no such file, folder or camera; give a video file, an image folder, "
                         "a camera index or /dev/videoN, csi://N, an rtsp:// or http:// URL, or a GStreamer pipeline")
     return SourceSpec(text, False, [(f"video file {text}", (text,))])
 
 
-class FrameSource:
-    """Base class: ``read()`` returns the next :data:`Frame` or None at the end; ``close()`` stops."""
+class FrameReader:
+    """Base class: ``read()`` returns the next :data:`Read` or None at the end (or when a live source fails);
+    ``close()`` releases it. ``description`` says what was opened, ``fps`` its frame rate (30 when live)."""
 
     description = ""
+    fps = 30.0
 
-    def read(self) -> Optional[Frame]:
+    def read(self) -> Optional[Read]:
         raise NotImplementedError
 
     def close(self) -> None:
         pass
 
 
-def _open_capture(spec: SourceSpec, opener: Optional[Callable] = None):
-    """The first attempt that opens; UserError listing every attempt when none does."""
+def _open_capture(spec: SourceSpec, timeout_s: float):
+    """The first attempt that opens (FFmpeg ones with open and read timeouts of ``timeout_s``); UserError
+    listing every attempt when none does."""
     import cv2
 
     tried = []
     for description, args in spec.attempts:
-        cap = (opener or cv2.VideoCapture)(*args)
+        if len(args) == 2 and args[1] == cv2.CAP_FFMPEG:
+            milliseconds = int(timeout_s * 1000)
+            cap = cv2.VideoCapture(*args, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds,
+                                           cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds])
+        else:  # GStreamer refuses those properties (OpenCV 4.6)
+            cap = cv2.VideoCapture(*args)
         if cap is not None and cap.isOpened():
             return cap, description
         if cap is not None:
@@ -155,19 +174,21 @@ def _open_capture(spec: SourceSpec, opener: Optional[Callable] = None):
     raise UserError(f"cannot open --source {spec.text}; tried: " + "; ".join(tried))
 
 
-class FileSource(FrameSource):
-    """A video file, every frame in order (``realtime``: at the file's rate, frames it is late for skipped)."""
+class VideoReader(FrameReader):
+    """A camera, stream, pipeline or video file through OpenCV. A file is read every frame in order, or with
+    ``realtime`` at the file's rate (frames it is late for skipped, numbers counting them)."""
 
-    def __init__(self, spec: SourceSpec, realtime: bool = False, opener: Optional[Callable] = None) -> None:
+    def __init__(self, spec: SourceSpec, realtime: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         import cv2
 
-        self.cap, self.description = _open_capture(spec, opener)
-        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0) or 30.0
-        self.realtime = realtime
+        self.cap, self.description = _open_capture(spec, timeout_s)
+        if not spec.live:
+            self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0) or 30.0
+        self.realtime = realtime and not spec.live
         self.index = -1
         self.start = time.monotonic()
 
-    def read(self) -> Optional[Frame]:
+    def read(self) -> Optional[Read]:
         if self.realtime and self.index >= 0:
             early = self.start + (self.index + 1) / self.fps - time.monotonic()
             if early > 0:
@@ -181,14 +202,14 @@ class FileSource(FrameSource):
         if not ok or frame is None:
             return None
         self.index += 1
-        return self.index, time.monotonic() - self.start, frame
+        return self.index, frame
 
     def close(self) -> None:
         self.cap.release()
 
 
-class FolderSource(FrameSource):
-    """The images of a folder in name order; unreadable files are skipped with a note."""
+class FolderReader(FrameReader):
+    """The images of a folder in name order; unreadable files are skipped with a note (their numbers too)."""
 
     def __init__(self, folder: Path, log: Callable[[str], None] = print) -> None:
         from calibration.images import IMAGE_SUFFIXES
@@ -200,9 +221,8 @@ class FolderSource(FrameSource):
         self.log = log
         self.position = 0
         self.index = -1
-        self.start = time.monotonic()
 
-    def read(self) -> Optional[Frame]:
+    def read(self) -> Optional[Read]:
         from calibration.images import UnreadableImage, read_image
 
         while self.position < len(self.paths):
@@ -214,93 +234,13 @@ class FolderSource(FrameSource):
                 self.log(f"skipping {path.name}: {exc}")
                 continue
             self.index += 1
-            return self.index, time.monotonic() - self.start, frame
+            return self.index, frame
         return None
 
 
-class LiveSource(FrameSource):
-    """A camera or stream read by a grab thread that keeps only the newest frame.
-
-    When the source stops delivering for ``stall_s`` (or a read fails), it is reopened with back-off
-    (``backoff_s`` doubling up to ``max_backoff_s``); ``read()`` waits for the next fresh frame meanwhile.
-    After ``give_up_s`` without a frame it ends (``read()`` returns None).
-    """
-
-    def __init__(self, spec: SourceSpec, opener: Optional[Callable] = None, log: Callable[[str], None] = print,
-                 stall_s: float = 2.0, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
-                 give_up_s: float = 60.0) -> None:
-        self.spec, self.opener, self.log = spec, opener, log
-        self.stall_s, self.backoff_s, self.max_backoff_s, self.give_up_s = stall_s, backoff_s, max_backoff_s, give_up_s
-        self.cap, self.description = _open_capture(spec, opener)
-        self.start = time.monotonic()
-        self._cond = threading.Condition()
-        self._latest: Optional[np.ndarray] = None
-        self._latest_time = 0.0
-        self._count = 0  # frames grabbed
-        self._delivered = -1  # last grab number handed out
-        self._stopped = False
-        self._ended = False
-        self.reopens = 0
-        self.dropped = 0
-        self._thread = threading.Thread(target=self._grab_loop, name="frame-grabber", daemon=True)
-        self._thread.start()
-
-    def _grab_loop(self) -> None:
-        last_frame = time.monotonic()
-        backoff = self.backoff_s
-        while not self._stopped:
-            ok, frame = (self.cap.read() if self.cap is not None else (False, None))
-            now = time.monotonic()
-            if ok and frame is not None:
-                with self._cond:
-                    if self._count - 1 > self._delivered:
-                        self.dropped += 1  # the previous frame was never read: stale, replaced
-                    self._latest, self._latest_time = frame, now - self.start
-                    self._count += 1
-                    self._cond.notify_all()
-                last_frame, backoff = now, self.backoff_s
-                continue
-            if now - last_frame > self.give_up_s:
-                self.log(f"source {self.spec.text}: no frame for {now - last_frame:.0f} s; giving up")
-                break
-            # A failed read: reopen with back-off, logging the gap.
-            if self.cap is not None:
-                self.cap.release()
-                self.cap = None
-            self.log(f"source {self.spec.text} lost {now - last_frame:.1f} s ago; reopening in {backoff:.1f} s")
-            time.sleep(backoff)
-            backoff = min(self.max_backoff_s, backoff * 2)
-            try:
-                self.cap, _ = _open_capture(self.spec, self.opener)
-                self.reopens += 1
-                self.log(f"source {self.spec.text} reopened after a {time.monotonic() - last_frame:.1f} s gap")
-            except UserError:
-                self.cap = None
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
-
-    def read(self) -> Optional[Frame]:
-        with self._cond:
-            while self._count - 1 <= self._delivered and not self._ended and not self._stopped:
-                self._cond.wait(timeout=0.5)
-            if self._count - 1 <= self._delivered or self._latest is None:
-                return None
-            self._delivered = self._count - 1
-            return self._delivered, self._latest_time, self._latest
-
-    def close(self) -> None:
-        self._stopped = True
-        self._thread.join(timeout=5)
-        if self.cap is not None:
-            self.cap.release()
-
-
-def open_source(spec: SourceSpec, realtime: bool = False, log: Callable[[str], None] = print,
-                opener: Optional[Callable] = None) -> FrameSource:
+def open_reader(spec: SourceSpec, realtime: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
+                log: Callable[[str], None] = print) -> FrameReader:
+    """The reader of ``spec``; UserError when it cannot be opened."""
     if spec.folder is not None:
-        return FolderSource(spec.folder, log)
-    if spec.live:
-        return LiveSource(spec, opener, log)
-    return FileSource(spec, realtime, opener)
-
+        return FolderReader(spec.folder, log)
+    return VideoReader(spec, realtime, timeout_s)

@@ -1,4 +1,6 @@
-"""Per-stream figures: frames, frame rate, latency percentiles, stale frames dropped, reopens."""
+"""Per-stream figures: frames, frame rate, latency percentiles, stale frames dropped, reopens. A figure with
+nothing to measure (a percentile of no frames) is None, which JSON writes as null: never NaN, which is not
+JSON."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import numpy as np
 LATENCY_WINDOW = 100_000  # latencies kept for the percentiles (a long live run keeps its latest)
 
 
-def percentile(values: "Deque[float] | list", q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
+def percentile(values: "Deque[float] | list", q: float) -> Optional[float]:
+    """The ``q``-th percentile rounded to 3 decimals (milliseconds to the microsecond); None for no values."""
+    return round(float(np.percentile(np.asarray(values), q)), 3) if len(values) else None
 
 
 class StreamStats:
@@ -46,6 +49,5 @@ class StreamStats:
         with self._lock:
             latencies = list(self.latencies_ms)
         return {"frames": self.frames, "mean_fps": round(self.fps(elapsed_s), 3),
-                "latency_p50_ms": round(percentile(latencies, 50), 3),
-                "latency_p95_ms": round(percentile(latencies, 95), 3),
+                "latency_p50_ms": percentile(latencies, 50), "latency_p95_ms": percentile(latencies, 95),
                 "dropped_stale_frames": dropped, "reopens": reopens}

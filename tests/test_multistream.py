@@ -8,15 +8,18 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import cv2
 import pytest
 
+from runtimes.errors import UserError
 from runtimes.loader import load_detector
-from streams.capture import StreamCapture
-from streams.config import CAMERA_SCORE_THRESHOLD, StreamSpec, stream_specs
+from streams.capture import CaptureOptions, StreamCapture, StreamSource, parse_streams
+from streams.config import StreamSpec, stream_specs
 from streams.scheduler import BatchScheduler, plan_schedule
+from streams.scores import CAMERA_SCORE_THRESHOLD, score_options
 from streams.sources import CsiOptions, parse_source, rtsp_pipeline
 from tests.matching import assert_record_matches
 from tests.mjpeg_server import MjpegCamera
@@ -49,8 +52,8 @@ def test_three_streams_one_dropping_give_each_stream_the_detectors_results(tmp_p
         connections = len(camera.connections)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1][len("summary: "):])
-    assert "stream door: " in result.stdout and "source " + camera.url + " lost" in result.stdout
-    assert "reopened after" in result.stdout and connections >= 3  # 60 frames at 25 per connection
+    assert "stream door: " in result.stdout and f"stream door: lost {camera.url}" in result.stdout
+    assert f"stream door: reopened {camera.url} after" in result.stdout and connections >= 3  # 25 a connection
 
     lines = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
     by_stream = {name: [r for r in lines if r["stream"] == name] for name in ("left", "right", "door")}
@@ -168,19 +171,18 @@ def test_streams_take_turns_when_the_model_is_the_bottleneck(tmp_path, images):
         for j, image in enumerate(images[i * 8:(i + 1) * 8]):
             (folder / f"{j:03d}.jpg").write_bytes(image.read_bytes())
         folders.append(folder)
-    captures = [StreamCapture(StreamSpec(f"s{i}", str(f)), CsiOptions(), log=lambda _: None)
+    captures = [StreamCapture(StreamSource(f"s{i}", parse_source(str(f))), CaptureOptions(), log=lambda _: None)
                 for i, f in enumerate(folders)]
     served = []
     stop = threading.Event()
     scheduler = BatchScheduler(captures, detector.requests(1), 2, 0.05,
-                               lambda result: served.append([f.stream for f in result.tag]), stop)
+                               lambda results: served.append([r.frame.stream for r in results]), stop)
     for capture in captures:
-        assert capture.open()
         capture.notify = scheduler.notify
         capture.start()
     scheduler.run()
     for capture in captures:
-        capture.close()
+        assert capture.close() and capture.state == "ended"
     assert sum(len(batch) for batch in served) == 24 and all(len(batch) == 2 for batch in served)
     counts = {"s0": 0, "s1": 0, "s2": 0}
     for batch in served:
@@ -212,15 +214,44 @@ def test_jetson_pipelines_decode_rtsp_in_hardware_and_open_several_csi_cameras()
 
 
 def test_realtime_files_keep_their_own_pace(tmp_path, images):
-    from streams.sources import FileSource
+    from streams.sources import open_reader
 
     clip = write_video(tmp_path / "paced.avi", images[:12], fps=25.0)
-    source = FileSource(parse_source(str(clip)), realtime=True)
-    stamps = []
+    reader = open_reader(parse_source(str(clip)), realtime=True)
+    stamps, numbers = [], []
     while True:
-        item = source.read()
+        item = reader.read()
         if item is None:
             break
-        stamps.append(item[1])
-    source.close()
-    assert len(stamps) == 12 and stamps[-1] - stamps[0] >= 11 / 25.0 - 0.01  # not faster than 25 FPS
+        stamps.append(time.monotonic())
+        numbers.append(item[0])
+    reader.close()
+    assert numbers == list(range(12)) and stamps[-1] - stamps[0] >= 11 / 25.0 - 0.01  # not faster than 25 FPS
+
+
+def test_the_cameras_score_threshold_is_a_load_option_with_the_models_built_in_one_as_floor(demo_model):
+    import dataclasses
+
+    from runtimes.detector import Detector
+
+    _, onnx_path, _ = demo_model
+    assert score_options(None) == {"default_score_threshold": CAMERA_SCORE_THRESHOLD}
+    assert score_options(None, track_low_score=0.1) == {"default_score_threshold": 0.1}  # ByteTrack's low pass
+    assert score_options(0.6, track_low_score=0.1) == {"score_threshold": 0.6}  # given: as given
+    with load_detector(onnx_path, default_score_threshold=0.3) as detector:
+        assert detector.score_threshold == 0.3 > detector.meta.score_threshold
+    with load_detector(onnx_path, score_threshold=0.05, default_score_threshold=0.3) as detector:
+        assert detector.score_threshold == 0.05
+    # NMS inside the model at 0.4: the caller's default cannot go below it, an explicit lower one is refused.
+    built = dataclasses.replace(load_detector(onnx_path).meta, output_format="nms", score_threshold=0.4)
+    assert Detector(built, "nms-inside", default_score_threshold=0.25).score_threshold == 0.4
+    assert Detector(built, "nms-inside", default_score_threshold=0.5).score_threshold == 0.5
+    with pytest.raises(UserError, match="runs NMS inside"):
+        Detector(built, "nms-inside", score_threshold=0.25)
+
+
+def test_bad_sources_are_refused_by_stream_before_anything_opens(tmp_path):
+    specs = [StreamSpec("gate", str(tmp_path)), StreamSpec("door", "csi://front")]
+    with pytest.raises(UserError, match=r"^stream door: --source csi://front: a CSI camera is csi://N"):
+        parse_streams(specs, CsiOptions())
+    assert parse_streams(specs[:1], CsiOptions())[0].source.folder == tmp_path

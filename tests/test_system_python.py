@@ -33,30 +33,33 @@ def _run(code: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_gstreamer_pipeline_source_delivers_the_newest_frames():
+def test_gstreamer_pipeline_stream_delivers_the_newest_frames():
     versions = _system_python()
     info = _run("""
-import json, numpy as np
-from streams.sources import has_gstreamer, parse_source, LiveSource
+import json, time
+from streams.capture import CaptureOptions, StreamCapture, StreamSource
+from streams.sources import has_gstreamer, parse_source
 if not has_gstreamer():
     print(json.dumps({"gstreamer": False})); raise SystemExit
 spec = parse_source("videotestsrc num-buffers=300 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1")
-source = LiveSource(spec, log=lambda line: None, give_up_s=2.0)
-frames = []
-while len(frames) < 20:
-    item = source.read()
-    if item is None:
-        break
-    frames.append(item)
-source.close()
-print(json.dumps({"gstreamer": True, "opened": source.description, "count": len(frames),
-                  "shape": list(frames[-1][2].shape), "dtype": str(frames[-1][2].dtype),
-                  "indices": [f[0] for f in frames], "distinct": len({f[2].tobytes() for f in frames})}))
+capture = StreamCapture(StreamSource("ball", spec), CaptureOptions(), log=lambda line: None)
+capture.start()
+frames, deadline = [], time.monotonic() + 60
+while len(frames) < 20 and time.monotonic() < deadline:
+    frame = capture.take()
+    if frame is None:
+        time.sleep(0.005)
+    else:
+        frames.append(frame)
+closed = capture.close()
+print(json.dumps({"gstreamer": True, "opened": capture.description, "count": len(frames), "closed": closed,
+                  "shape": list(frames[-1].image.shape), "dtype": str(frames[-1].image.dtype),
+                  "indices": [f.index for f in frames], "distinct": len({f.image.tobytes() for f in frames})}))
 """)
     if not info["gstreamer"]:
         pytest.skip(f"Debian's OpenCV here ({versions.strip()}) was built without GStreamer")
     assert info["opened"].startswith("GStreamer videotestsrc") and "appsink drop=true max-buffers=1" in info["opened"]
-    assert info["count"] == 20 and info["shape"] == [240, 320, 3] and info["dtype"] == "uint8"
+    assert info["count"] == 20 and info["shape"] == [240, 320, 3] and info["dtype"] == "uint8" and info["closed"]
     assert info["indices"] == sorted(set(info["indices"]))  # never an old frame twice
     assert info["distinct"] > 10  # the ball moves: real frames, not one repeated
 
