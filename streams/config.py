@@ -10,9 +10,6 @@ from typing import List, Optional, Sequence
 from runtimes.errors import UserError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-# A model's own score threshold is for mAP: SSD's 0.01 keeps hundreds of boxes a frame, and their
-# post-processing and records cost the host more CPU than decoding the frame. A camera keeps confident ones.
-CAMERA_SCORE_THRESHOLD = 0.25
 
 
 @dataclass(frozen=True)
