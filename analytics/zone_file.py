@@ -26,7 +26,6 @@ see the constants below; docs/analytics.md gives the reasons.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 
 from analytics.polygon import first_crossing, signed_area
 from runtimes.data_file import parse_json, parse_yaml
-from runtimes.errors import UserError
+from runtimes.data_path import KeyPath, describe
 from runtimes.text_file import read_text_file
 
 ANCHORS = ("center", "bottom_center")
@@ -53,7 +52,6 @@ _TOP_KEYS = ("coordinates", "zones", "lines", "streams")
 _STREAM_KEYS = ("coordinates", "zones", "lines")
 _ZONE_KEYS = ("name", "polygon", "classes", "dwell_limit_s", "anchor", "coordinates")
 _LINE_KEYS = ("name", "points", "classes", "anchor", "coordinates")
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -85,25 +83,6 @@ class StreamZones:
     lines: List[LineSpec] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _At:
-    """Where a value is: the file (``--zones z.json``) and the key path in it (``zones[2].polygon[1]``)."""
-
-    label: str
-    path: str = ""
-
-    def key(self, key: Any) -> "_At":
-        text = str(key)
-        step = f".{text}" if _PLAIN_KEY.fullmatch(text) else f"[{_describe(key)}]"
-        return _At(self.label, f"{self.path}{step}" if self.path else step.lstrip("."))
-
-    def index(self, index: int) -> "_At":
-        return _At(self.label, f"{self.path}[{index}]")
-
-    def error(self, problem: str) -> UserError:
-        return UserError(f"{self.label}: {self.path + ': ' if self.path else ''}{problem}")
-
-
 def load_zone_file(path: "str | Path", stream_names: Sequence[str], class_names: Sequence[str]
                    ) -> Dict[str, StreamZones]:
     """Every stream's zones and lines, checked: a UserError names the first problem, where, and its fix."""
@@ -123,18 +102,18 @@ def read_zone_data(path: "str | Path") -> Any:
 def parse_zones(data: Any, stream_names: Sequence[str], class_names: Sequence[str], origin: str = "zones"
                 ) -> Dict[str, StreamZones]:
     """The zone file's content (already parsed) -> {stream name: StreamZones} for every stream."""
-    top = _At(f"--zones {origin}")
+    top = KeyPath(f"--zones {origin}")
     _mapping(data, top, _TOP_KEYS, 'an object with "zones", "lines" and/or "streams"')
     default_coords = _choice(data, "coordinates", "pixels", COORDINATES, top)
     shared = _stream_zones(data, class_names, default_coords, top)
     result = {name: StreamZones(list(shared.zones), list(shared.lines)) for name in stream_names}
     per_stream, at = data.get("streams", {}), top.key("streams")
     if not isinstance(per_stream, dict):
-        raise at.error(f"map stream names to their zones and lines (got {_describe(per_stream)})")
+        raise at.error(f"map stream names to their zones and lines (got {describe(per_stream)})")
     for stream, entry in per_stream.items():
         place = at.key(stream)
         if stream not in result:
-            raise place.error(f"stream {_describe(stream)} is not one of this run's streams ({_some(stream_names)}); "
+            raise place.error(f"stream {describe(stream)} is not one of this run's streams ({_some(stream_names)}); "
                               "rename it in the zone file")
         _mapping(entry, place, _STREAM_KEYS, 'an object with "zones" and/or "lines"')
         own = _stream_zones(entry, class_names, _choice(entry, "coordinates", default_coords, COORDINATES, place),
@@ -150,23 +129,23 @@ def parse_zones(data: Any, stream_names: Sequence[str], class_names: Sequence[st
     return result
 
 
-def _stream_zones(entry: dict, class_names: Sequence[str], coords: str, at: _At) -> StreamZones:
+def _stream_zones(entry: dict, class_names: Sequence[str], coords: str, at: KeyPath) -> StreamZones:
     zones, lines = _list(entry, "zones", at), _list(entry, "lines", at)
     return StreamZones([_zone(item, i, class_names, coords, at.key("zones").index(i)) for i, item in enumerate(zones)],
                        [_line(item, i, class_names, coords, at.key("lines").index(i)) for i, item in enumerate(lines)])
 
 
-def _list(entry: dict, key: str, at: _At) -> list:
+def _list(entry: dict, key: str, at: KeyPath) -> list:
     items, place = entry.get(key, []), at.key(key)
     if not isinstance(items, list):
-        raise place.error(f"give a list (got {_describe(items)})")
+        raise place.error(f"give a list (got {describe(items)})")
     if len(items) > MAX_ITEMS:
         raise place.error(f"{len(items)} entries, more than the {MAX_ITEMS} one list takes; split them across "
                           "streams or merge some")
     return items
 
 
-def _zone(item: Any, index: int, class_names: Sequence[str], coords: str, at: _At) -> ZoneSpec:
+def _zone(item: Any, index: int, class_names: Sequence[str], coords: str, at: KeyPath) -> ZoneSpec:
     name, normalized = _item(item, f"zone{index}", _ZONE_KEYS, coords, at)
     place = at.key("polygon")
     points = _points(item.get("polygon"), normalized, place)
@@ -181,12 +160,12 @@ def _zone(item: Any, index: int, class_names: Sequence[str], coords: str, at: _A
     limit = item.get("dwell_limit_s")
     dwell_limit_s = None if limit is None else _number(limit, at.key("dwell_limit_s"))
     if dwell_limit_s is not None and dwell_limit_s <= 0:
-        raise at.key("dwell_limit_s").error(f"give a positive number of seconds (got {_describe(limit)})")
+        raise at.key("dwell_limit_s").error(f"give a positive number of seconds (got {describe(limit)})")
     return ZoneSpec(name, points, _classes(item.get("classes"), class_names, at.key("classes")), dwell_limit_s,
                     _choice(item, "anchor", "center", ANCHORS, at), normalized)
 
 
-def _line(item: Any, index: int, class_names: Sequence[str], coords: str, at: _At) -> LineSpec:
+def _line(item: Any, index: int, class_names: Sequence[str], coords: str, at: KeyPath) -> LineSpec:
     name, normalized = _item(item, f"line{index}", _LINE_KEYS, coords, at)
     place = at.key("points")
     points = _points(item.get("points"), normalized, place)
@@ -198,21 +177,21 @@ def _line(item: Any, index: int, class_names: Sequence[str], coords: str, at: _A
                     _choice(item, "anchor", "center", ANCHORS, at), normalized)
 
 
-def _item(item: Any, default_name: str, keys: Sequence[str], coords: str, at: _At) -> Tuple[str, bool]:
+def _item(item: Any, default_name: str, keys: Sequence[str], coords: str, at: KeyPath) -> Tuple[str, bool]:
     """What a zone and a line open with: the object and its keys checked; its name, and whether its points are
     normalised."""
     _mapping(item, at, keys, f'an object with "name" and "{keys[1]}"')
     name = item.get("name", default_name)
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or not name.isprintable():
         raise at.key("name").error(f"give a name of 1 to {MAX_NAME_CHARS} printable characters (got "
-                                   f"{_describe(name)})")
+                                   f"{describe(name)})")
     return name, _choice(item, "coordinates", coords, COORDINATES, at) == "normalized"
 
 
-def _points(value: Any, normalized: bool, at: _At) -> np.ndarray:
+def _points(value: Any, normalized: bool, at: KeyPath) -> np.ndarray:
     """[[x, y], ...] -> (K, 2) float64, every coordinate a finite number within range."""
     if not isinstance(value, list):
-        raise at.error(f"give a list of [x, y] number pairs (got {_describe(value)})")
+        raise at.error(f"give a list of [x, y] number pairs (got {describe(value)})")
     if len(value) > MAX_POINTS:
         raise at.error(f"{len(value)} points, more than the {MAX_POINTS} a zone or line takes; simplify the outline "
                        "(e.g. cv2.approxPolyDP)")
@@ -220,81 +199,62 @@ def _points(value: Any, normalized: bool, at: _At) -> np.ndarray:
     rows = []
     for i, pair in enumerate(value):
         if not isinstance(pair, list) or len(pair) != 2:
-            raise at.index(i).error(f"give a point as [x, y] (got {_describe(pair)})")
+            raise at.index(i).error(f"give a point as [x, y] (got {describe(pair)})")
         for j, coordinate in enumerate(pair):
             if not low <= _number(coordinate, at.index(i).index(j)) <= high:
                 raise at.index(i).index(j).error(
                     f"{'normalized' if normalized else 'pixel'} coordinates must be within {low}..{high} (got "
-                    f"{_describe(coordinate)}); "
+                    f"{describe(coordinate)}); "
                     + ('use "coordinates": "pixels" for pixel positions' if normalized else
                        "give a position on or near the frame"))
         rows.append(pair)
     return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
 
-def _number(value: Any, at: _At) -> float:
+def _number(value: Any, at: KeyPath) -> float:
     """A finite number (true/false are not numbers), as a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise at.error(f"give a number (got {_describe(value)})")
+        raise at.error(f"give a number (got {describe(value)})")
     try:
         number = float(value)
     except OverflowError:  # an integer of more than 308 digits
-        raise at.error(f"{_describe(value)} is out of range; give a number of a sensible size") from None
+        raise at.error(f"{describe(value)} is out of range; give a number of a sensible size") from None
     if not math.isfinite(number):
-        raise at.error(f"give a finite number (got {_describe(value)})")
+        raise at.error(f"give a finite number (got {describe(value)})")
     return number
 
 
-def _classes(value: Any, class_names: Sequence[str], at: _At) -> Optional[List[int]]:
+def _classes(value: Any, class_names: Sequence[str], at: KeyPath) -> Optional[List[int]]:
     if value is None:
         return None
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise at.error(f"give a list of class names (got {_describe(value)})")
+        raise at.error(f"give a list of class names (got {describe(value)})")
     known = {n: i for i, n in enumerate(class_names) if i > 0}
     for i, name in enumerate(value):
         if not isinstance(name, str):
-            raise at.index(i).error(f"give a class name (got {_describe(name)})")
+            raise at.index(i).error(f"give a class name (got {describe(name)})")
         if name not in known:
             raise at.index(i).error(f"class {name!r} is not among the model's classes ({_some(list(known))}); "
                                     "fix the name")
     return sorted({known[name] for name in value})
 
 
-def _choice(item: dict, key: str, default: str, choices: Sequence[str], at: _At) -> str:
+def _choice(item: dict, key: str, default: str, choices: Sequence[str], at: KeyPath) -> str:
     value = item.get(key, default)
     if not isinstance(value, str) or value not in choices:
-        raise at.key(key).error(f"give one of {', '.join(choices)} (got {_describe(value)})")
+        raise at.key(key).error(f"give one of {', '.join(choices)} (got {describe(value)})")
     return value
 
 
-def _mapping(value: Any, at: _At, keys: Sequence[str], what: str) -> None:
+def _mapping(value: Any, at: KeyPath, keys: Sequence[str], what: str) -> None:
     if not isinstance(value, dict):
-        raise at.error(f"give {what} (got {_describe(value)})")
+        raise at.error(f"give {what} (got {describe(value)})")
     unknown = [k for k in value if k not in keys]
     if unknown:
-        raise at.error(f"unknown key {_describe(unknown[0])} (expected {', '.join(keys)})")
+        raise at.error(f"unknown key {describe(unknown[0])} (expected {', '.join(keys)})")
 
 
 def _some(names: Sequence[Any]) -> str:
     return ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
-
-
-def _describe(value: Any) -> str:
-    """A short, bounded description of any value, for a message."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, int):
-        if abs(value) < 10 ** 15:
-            return str(value)
-        return f"a number of {len(str(abs(value)))} digits" if value.bit_length() < 14000 else "a huge number"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, str):
-        return repr(value[:40]) + ("..." if len(value) > 40 else "")
-    if isinstance(value, list):
-        return f"a list of {len(value)} item{'' if len(value) == 1 else 's'}"
-    if isinstance(value, dict):
-        return "an object" + (f" with {len(value)} keys" if value else " with no keys")
-    return f"a {type(value).__name__}"
