@@ -7,7 +7,7 @@
 For each route (qdq: the Q/DQ ONNX of TensorRT's explicit route with ONNX Runtime's MinMax / Entropy /
 Percentile calibrators, judged with ONNX Runtime; openvino: the INT8 IR with NNCF's mixed / performance
 presets, judged with OpenVINO) and image count, an INT8 model is built and its VOC07 mAP and build time
-recorded (export/int8_sweep.py). Writes calibration_sweep.md / .csv / .png into --output-dir.
+recorded (quantization/int8_sweep.py). Writes calibration_sweep.md / .csv / .png into --output-dir.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from export.int8_sweep import ALGORITHMS, sweep, write_sweep
+    from quantization.int8_sweep import ALGORITHMS, sweep, write_sweep
 
     routes = _items(args.routes)
     unknown = [r for r in routes if r not in ALGORITHMS]

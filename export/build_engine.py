@@ -25,9 +25,9 @@ sys.path.pop(1)
 from calibration.tensorrt_calibrator import ALGORITHMS
 from export import build_request as spec
 from export.build import build
-from export.qdq_onnx import METHODS
 from export.tensorrt_build import INT8_ROUTES, parse_batch
 from export.triton_repo import TritonOptions
+from quantization.qdq_onnx import METHODS
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
 from runtimes.nms_options import NMS_MODES

@@ -10,8 +10,8 @@ import pytest
 from apps.calibration_sweep import main as sweep_cli
 from calibration.stream import select_images
 from calibration.voc import VOCDataset
-from export.int8_sweep import first_images, markdown, sweep, write_sweep
 from export.onnx_model import load_onnx, read_metadata
+from quantization.int8_sweep import first_images, markdown, sweep, write_sweep
 from runtimes.errors import UserError
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from calibration.stream import select_images
 from calibration.voc import VOCDataset
-from export.int8_report import KeptAlone, SensitivityReport, markdown, qdq_report
-from export.int8_sensitivity import LayerError
 from export.onnx_model import load_onnx, read_metadata
+from quantization.int8_report import KeptAlone, SensitivityReport, markdown, qdq_report
+from quantization.int8_sensitivity import LayerError
 from tests.hard_to_quantize import HEAD_CONVS, with_outlier_channel
 
 # SSD300's first feature map's class scores (5776 of 8732 anchors). Its random-weight features are not bounded
@@ -93,7 +93,7 @@ def test_openvino_layer_kept_alone_in_float_changes_that_layer_only(demo_model, 
 
     from calibration.images import read_image
     from export.openvino_build import build_openvino, float_layers
-    from export.openvino_sensitivity import (
+    from quantization.openvino_sensitivity import (
         ir_metadata_of,
         keep_layer_in_float,
         onnx_name,

@@ -33,7 +33,7 @@ def compare_with_fp32(context: BuildContext, reduced: Path, validation: Any, run
 def int8_report(context: BuildContext, make: Callable[[Path], Any]) -> None:
     """The per-layer INT8 sensitivity report, written by ``make(folder)`` into the requested folder (default
     OUTPUT/NAME_int8_report), its summary logged."""
-    from export.int8_report import summary_lines
+    from quantization.int8_report import summary_lines
 
     folder = context.request.int8.report_folder or \
         build_outputs.int8_report_folder(context.output_dir, context.source.stem)

@@ -52,7 +52,7 @@ def _int8_findings(context: BuildContext, xml: Path, calibration: Any, validatio
     if validation is not None:
         compare_with_fp32(context, xml, validation)
     if request.int8.report:
-        from export.int8_report import openvino_report
+        from quantization.int8_report import openvino_report
 
         if request.int8.max_map_drop is not None or request.nms == "engine":
             context.log("note: the INT8 report analyses NNCF's plain quantization of the network (host NMS), "

@@ -18,7 +18,7 @@ from runtimes.metadata import ModelMetadata
 
 def qdq_settings(context: BuildContext) -> Dict[str, Any]:
     """What shapes a Q/DQ model besides its source and images, for the record of what it was made from."""
-    from export.qdq_onnx import QDQ_SETTINGS
+    from quantization.qdq_onnx import QDQ_SETTINGS
 
     int8 = context.request.int8
     return {"method": int8.qdq_method, "max_map_drop": int8.max_map_drop, "max_float_layers": int8.max_float_layers,
@@ -47,7 +47,7 @@ def qdq_model(context: BuildContext, meta: ModelMetadata) -> Path:
         else:
             kept = _gated(context, meta, images, validation, out, work)
         if int8.report:
-            from export.int8_report import qdq_report
+            from quantization.int8_report import qdq_report
 
             int8_report(context, lambda folder: qdq_report(source.onnx, meta, images, folder, validation,
                                                            int8.qdq_method, keep_in_float=kept, ranges_cache=ranges,
@@ -58,7 +58,7 @@ def qdq_model(context: BuildContext, meta: ModelMetadata) -> Path:
 
 
 def _plain(context: BuildContext, meta: ModelMetadata, images: Any, validation: Any, out: Path, ranges: Path) -> None:
-    from export.qdq_onnx import build_qdq_onnx
+    from quantization.qdq_onnx import build_qdq_onnx
 
     report = build_qdq_onnx(context.source.onnx, meta, images, out, context.request.int8.qdq_method,
                             show_progress=context.request.progress, ranges_cache=ranges)
@@ -69,12 +69,12 @@ def _plain(context: BuildContext, meta: ModelMetadata, images: Any, validation: 
 
 def _gated(context: BuildContext, meta: ModelMetadata, images: Any, validation: Any, out: Path,
            work: Path) -> List[str]:
-    """The Q/DQ model within --max-map-drop (export/qdq_gate.py), its cost in speed and a second opinion on
+    """The Q/DQ model within --max-map-drop (quantization/qdq_gate.py), its cost in speed and a second opinion on
     the split the gate did not see logged; returns the layers kept in float."""
-    from export.int8_sensitivity import quantized_convs
     from export.onnx_model import load_onnx
-    from export.qdq_gate import gate_qdq, other_split
-    from export.qdq_onnx import build_qdq_onnx
+    from quantization.int8_sensitivity import quantized_convs
+    from quantization.qdq_gate import gate_qdq, other_split
+    from quantization.qdq_onnx import build_qdq_onnx
 
     int8, log, ranges = context.request.int8, context.log, work / "ranges.json"
     assert int8.max_map_drop is not None and validation is not None  # checked before the build started
@@ -98,7 +98,7 @@ def _gated(context: BuildContext, meta: ModelMetadata, images: Any, validation: 
 
 
 def _log_cost_in_speed(context: BuildContext, plain: Path, gated: Path, kept_any: bool) -> None:
-    from export.qdq_gate import openvino_latency_ms
+    from quantization.qdq_gate import openvino_latency_ms
 
     if not kept_any:
         context.log("nothing kept in float: the plain Q/DQ model meets the budget (no cost in speed)")

@@ -2,7 +2,7 @@
 
 For a quantized model it writes, into one folder, ``int8_report.md`` (the table), ``int8_report.csv``
 (every layer) and ``int8_report.png`` (the per-layer SQNR): each quantized layer's output error against
-FP32 on calibration frames (SQNR, dB; see export/int8_sensitivity.py), names as in the ONNX file, and for
+FP32 on calibration frames (SQNR, dB; see quantization/int8_sensitivity.py), names as in the ONNX file, and for
 the ``worst`` layers (and, as a control, the best one) the effect of keeping that layer alone in float:
 the network outputs' SQNR against FP32 and the validation mAP. The report checks itself: keeping the layer
 it ranks worst in float must raise the output SQNR more than keeping the one it ranks best.
@@ -21,7 +21,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from calibration.stream import CalibrationSet
 from calibration.voc import VOCDataset
-from export.int8_sensitivity import LayerError
+from quantization.int8_sensitivity import LayerError
 from runtimes.atomic import atomic_outputs, atomic_write_text, check_output_dir
 from runtimes.metadata import ModelMetadata
 
@@ -70,9 +70,9 @@ def qdq_report(source: Path, meta: ModelMetadata, images: CalibrationSet, folder
                worst: int = DEFAULT_WORST, frames: int = 32, ranges_cache: Optional[Path] = None,
                log: Callable[[str], None] = print, show_progress: bool = True) -> SensitivityReport:
     """The report of the Q/DQ model of ``source`` (with ``keep_in_float`` already kept in float), written to
-    ``folder``. ``ranges_cache`` reuses calibrated ranges (export/qdq_onnx.py)."""
-    from export.int8_sensitivity import layer_errors, output_sqnr_db, sensitivity_frames
-    from export.qdq_onnx import build_qdq_onnx
+    ``folder``. ``ranges_cache`` reuses calibrated ranges (quantization/qdq_onnx.py)."""
+    from quantization.int8_sensitivity import layer_errors, output_sqnr_db, sensitivity_frames
+    from quantization.qdq_onnx import build_qdq_onnx
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     check_output_dir(Path(folder) / FILES[0])
@@ -249,10 +249,10 @@ def openvino_report(source: Path, meta: ModelMetadata, images: CalibrationSet, f
                     log: Callable[[str], None] = print) -> SensitivityReport:
     """The report of the OpenVINO INT8 IR of ``source`` (NNCF with the build's settings, host NMS), written to
     ``folder``; a layer kept alone in float is that IR with the layer's FakeQuantize bypassed and its FP32
-    weights back (export/openvino_sensitivity.py), so no other layer's quantization moves."""
+    weights back (quantization/openvino_sensitivity.py), so no other layer's quantization moves."""
     from calibration.stream import CalibrationStream
     from export.openvino_build import build_openvino
-    from export.openvino_sensitivity import (
+    from quantization.openvino_sensitivity import (
         ir_metadata_of,
         keep_layer_in_float,
         openvino_layer_errors,

@@ -76,7 +76,7 @@ def _openvino_int8(fp32_xml: Path, images: CalibrationSet, preset: str, out: Pat
     import openvino as ov
 
     from calibration.stream import CalibrationStream
-    from export.openvino_sensitivity import ir_metadata_of, save_quantized_ir
+    from quantization.openvino_sensitivity import ir_metadata_of, save_quantized_ir
     from runtimes.preprocess import Preprocessor
 
     model = ov.Core().read_model(str(fp32_xml))
@@ -97,7 +97,7 @@ def sweep(source: Path, meta: ModelMetadata, images: CalibrationSet, validation:
     (fewer: the larger counts are dropped, with a note). ``on_point`` sees the points so far after each one
     (the CLI rewrites its table, so a long sweep cut short keeps what it measured)."""
     from export.openvino_build import build_openvino
-    from export.qdq_onnx import build_qdq_onnx
+    from quantization.qdq_onnx import build_qdq_onnx
 
     algorithms = algorithms or ALGORITHMS
     usable = [c for c in counts if c <= len(images.paths)]

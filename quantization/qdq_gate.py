@@ -2,7 +2,7 @@
 
 FP32 and the plain Q/DQ model are judged on a validation split with ONNX Runtime (VOC07 mAP, points). While
 the drop exceeds ``max_map_drop``, layers are kept in float one more at a time, most sensitive first (the
-rise of the network outputs' SQNR with that layer alone in float, export/int8_sensitivity.py), each mix
+rise of the network outputs' SQNR with that layer alone in float, quantization/int8_sensitivity.py), each mix
 quantized by ONNX Runtime with ``nodes_to_exclude`` from ranges calibrated once. The first mix that fits is
 written, with the budget, the layers kept and the measured drop in its metadata; when none within
 ``max_float_layers`` fits, the best reached is reported in the error and nothing is written.
@@ -79,10 +79,10 @@ def gate_qdq(source: Path, meta: ModelMetadata, images: CalibrationSet, validati
     """Write to ``output`` the Q/DQ model of ``source`` with the fewest layers kept in float (ranked by
     their own error, at most ``max_float_layers``) whose mAP drop on ``validation`` is at most
     ``max_map_drop`` points; UserError, and nothing written, when no such mix exists. ``ranges_cache``:
-    calibrated ranges to reuse or write (export/qdq_onnx.py; default: calibrated here and discarded)."""
-    from export.int8_sensitivity import layer_errors
-    from export.int8_sensitivity import sensitivity_frames as frames_of
-    from export.qdq_onnx import build_qdq_onnx
+    calibrated ranges to reuse or write (quantization/qdq_onnx.py; default: calibrated here and discarded)."""
+    from quantization.int8_sensitivity import layer_errors
+    from quantization.int8_sensitivity import sensitivity_frames as frames_of
+    from quantization.qdq_onnx import build_qdq_onnx
 
     if max_map_drop < 0:
         raise UserError(f"--max-map-drop must be 0 or more (the mAP points INT8 may lose), got {max_map_drop}")

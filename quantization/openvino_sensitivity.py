@@ -1,6 +1,6 @@
 """Per-layer INT8 error of an OpenVINO INT8 IR (NNCF) against its FP32 IR, measured with OpenVINO.
 
-The same two SQNRs as export/int8_sensitivity.py gives for Q/DQ models, for every Convolution/GroupConvolution
+The same two SQNRs as quantization/int8_sensitivity.py gives for Q/DQ models, for every Convolution/GroupConvolution
 NNCF quantized (a FakeQuantize on its input): ``alone`` (the FP32 graph with, beside each such layer, a copy
 fed its FP32 input through the INT8 IR's FakeQuantize and the INT8 IR's int8 weights) and ``in model`` (the
 layer's output in the INT8 IR against the FP32 IR's). Layer names are the ONNX node names (OpenVINO names the
@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from export.int8_sensitivity import LayerError, SignalNoise, mean_sqnr_db
+from quantization.int8_sensitivity import LayerError, SignalNoise, mean_sqnr_db
 
 CONVOLUTIONS = ("Convolution", "GroupConvolution")
 LAYOUT_OPS = ("Transpose", "Reshape", "Convert")  # between a FakeQuantize and its layer: no arithmetic
