@@ -12,6 +12,12 @@ One :class:`ByteTracker` per stream. Each frame, tracks move by the constant-vel
    consecutive matches; a tentative track that misses a frame is dropped; a confirmed track is removed
    after ``max_missed`` frames without a match.
 
+On a frame the detector did not see (``--interval N``, motion gating), :meth:`ByteTracker.predict` moves the
+tracks by the filter alone and reports them marked predicted: nothing is matched, so nothing is born, and a
+track is neither counted as missed nor dropped for it. Frame counts stay in frames of the video: a lost track
+keeps ageing on predicted frames (it is removed ``max_missed`` frames after the first detection that
+missed it, whatever the interval), and a tentative track's run of hits counts the predicted frames between its matches.
+
 Matching is a linear assignment (scipy's ``linear_sum_assignment``) on the cost ``1 - IoU``, optionally
 weighted by the detection score as ByteTrack does. Association ignores the class (a detector that wavers
 between two classes for one object must not split its track); a track's class is the one with the most
@@ -39,6 +45,8 @@ class Tracks:
     ids: (T,) int64, unique per stream, never reused. boxes: (T, 4) float32 ``(x1, y1, x2, y2)`` pixels
     (Kalman-corrected). scores: (T,) float32, the matched detection's score. labels: (T,) int64 class indices.
     removed: ids of confirmed tracks dropped in this frame (their objects are gone).
+    predicted: True on a frame the detector did not see: the boxes are the filter's predictions and the
+    scores those of each track's last match.
     """
 
     ids: np.ndarray
@@ -46,14 +54,17 @@ class Tracks:
     scores: np.ndarray
     labels: np.ndarray
     removed: np.ndarray
+    predicted: bool = False
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
     def to_list(self, class_names: Sequence[str]) -> List[dict]:
-        """JSON-ready: ``[{"id", "label", "name", "score", "box": [x1, y1, x2, y2]}]``."""
+        """JSON-ready: ``[{"id", "label", "name", "score", "box": [x1, y1, x2, y2]}]``, each with
+        ``"predicted": true`` on a frame the detector did not see."""
+        marks = {"predicted": True} if self.predicted else {}
         return [{"id": int(i), "label": int(lab), "name": class_names[int(lab)], "score": round(float(s), 6),
-                 "box": [round(float(v), 3) for v in b]}
+                 "box": [round(float(v), 3) for v in b], **marks}
                 for i, b, s, lab in zip(self.ids.tolist(), self.boxes, self.scores.tolist(), self.labels.tolist())]
 
 
@@ -199,7 +210,9 @@ class ByteTracker:
         # An object going out of sight shrinks its boxes on the way: carried on, that size velocity would
         # collapse the predicted box before the object reappears. A lost track keeps its size.
         self._mean[unmatched, 6:] = 0.0
-        self._state[(self._state == TENTATIVE) & (self._hits >= self.min_hits)] = CONFIRMED
+        # Confirmed only at a match: hits also count the predicted frames since, so a tentative track left
+        # unmatched now must die as tentative, not be confirmed by the frames it was merely predicted.
+        self._state[(self._state == TENTATIVE) & (self._hits >= self.min_hits) & ~unmatched] = CONFIRMED
 
         dead = (unmatched & (self._state == TENTATIVE)) | (self._missed > self.max_missed)
         removed = self._ids[dead & (self._state == CONFIRMED)]
@@ -219,6 +232,29 @@ class ByteTracker:
                              np.concatenate([out.boxes, boxes[births].astype(np.float32)]),
                              np.concatenate([out.scores, scores[births]]),
                              np.concatenate([out.labels, labels[births]]), removed)
+        return out
+
+    def predict(self) -> Tracks:
+        """One frame the detector did not see: every track moves by the filter, nothing is matched or born.
+
+        Reported (``predicted=True``): the confirmed tracks matched at the last detection, at their predicted
+        boxes. Tracks already lost age by one frame and are removed past ``max_missed`` as in :meth:`update`;
+        a tentative track is not dropped (it was not looked for) and its run of hits goes on, so it is
+        confirmed at its next match as many frames after its birth as with the detector on every frame.
+        """
+        self.frame_count += 1
+        self._mean, self._cov = kalman.predict(self._mean, self._cov)
+        lost = self._missed > 0
+        self._missed[lost] += 1
+        self._hits[(self._state == TENTATIVE) & ~lost] += 1
+        dead = self._missed > self.max_missed
+        removed = self._ids[dead & (self._state == CONFIRMED)]
+        shown = np.nonzero((self._state == CONFIRMED) & ~lost)[0]
+        out = Tracks(self._ids[shown].copy(), kalman.states_to_boxes(self._mean[shown]).astype(np.float32),
+                     self._score[shown].copy(), np.argmax(self._class_votes[shown], axis=1).astype(np.int64),
+                     removed, predicted=True)
+        if dead.any():
+            self._keep(~dead)
         return out
 
     def _keep(self, keep: np.ndarray) -> None:

@@ -94,6 +94,53 @@ def test_a_track_takes_the_class_it_was_detected_as_most():
     assert out.labels.tolist() == [2]
 
 
+
+def _run_at_interval(tracker: ByteTracker, frames, interval: int):
+    """``update`` on frames 0, interval, ...; ``predict`` between (the camera's --interval)."""
+    return [tracker.update(*_frame(boxes)) if t % interval == 0 else tracker.predict()
+            for t, boxes in enumerate(frames)]
+
+
+def test_predicted_frames_carry_the_tracks_along_their_motion_marked_predicted():
+    frames = [[_box(50 + 6 * t, 100 + 2 * t)] for t in range(30)]
+    out = _run_at_interval(ByteTracker(min_hits=2), frames, 3)
+    assert [o.predicted for o in out[:6]] == [False, True, True, False, True, True]
+    assert all(o.ids.tolist() == [1] for o in out[3:])  # one id throughout, reported on predicted frames too
+    for t in range(20, 30):  # the velocity is learnt: the prediction follows the object between detections
+        assert np.abs(out[t].boxes[0] - np.array(_box(50 + 6 * t, 100 + 2 * t))).max() < 2.0, t
+    assert out[25].to_list(["bg", "thing"])[0]["predicted"] is True
+    assert "predicted" not in out[24].to_list(["bg", "thing"])[0]  # a detected frame's records are unchanged
+    assert not any(o.removed.size for o in out)
+
+
+def test_a_tentative_track_survives_predicted_frames_and_is_born_when_it_would_be_at_interval_1():
+    frames = [[_box(50 + 6 * t, 100)] for t in range(8)]
+    every = _run_at_interval(ByteTracker(min_hits=3), frames, 1)
+    second = _run_at_interval(ByteTracker(min_hits=3), frames, 2)
+    first_reported = [next(t for t, o in enumerate(run) if len(o)) for run in (every, second)]
+    assert first_reported == [2, 2]  # born after 3 frames of being seen in both (t = 0, 1, 2)
+    # a detection at t = 0 only: its track never gets a second match, though by t = 4 it is min_hits frames old
+    fleeting = ByteTracker(min_hits=3)
+    out = _run_at_interval(fleeting, [[_box(50, 100)], [], [], [], [], []], 4)
+    assert not any(len(o) for o in out) and len(fleeting) == 0  # dropped as tentative, never confirmed
+
+
+def test_a_lost_track_ages_on_predicted_frames_and_is_removed_after_max_missed_frames():
+    def removed_at(interval: int) -> int:
+        tracker = ByteTracker(min_hits=1, max_missed=5)
+        frames = [[_box(50 + 4 * t, 100)] if t <= 12 else [] for t in range(40)]
+        out = _run_at_interval(tracker, frames, interval)
+        gone = [t for t, o in enumerate(out) if o.removed.size]
+        assert len(gone) == 1 and out[gone[0]].removed.tolist() == [1] and len(tracker) == 0
+        return gone[0]
+
+    assert removed_at(1) == 12 + 6  # the sixth frame in a row without a match
+    # at interval N the first detection that misses the object comes up to N - 1 frames later; from then it
+    # ages frame by frame, predicted frames included (not N times slower)
+    assert 12 + 6 <= removed_at(2) <= 12 + 6 + 1
+    assert 12 + 6 <= removed_at(4) <= 12 + 6 + 3
+
+
 def test_thresholds_are_checked():
     with pytest.raises(ValueError, match="low_score"):
         ByteTracker(low_score=0.6, high_score=0.5)
