@@ -8,8 +8,14 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from runtimes.errors import UserError
+from runtimes.text_file import read_text_file
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Far more streams than one box decodes in real time; the bound keeps a wrong file (a log, a list of images)
+# from starting thousands of grab threads.
+MAX_STREAMS = 256
+MAX_SOURCE_CHARS = 4096  # a source text: a URL or a GStreamer pipeline
+MAX_SOURCES_FILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -24,18 +30,19 @@ class StreamSpec:
 def read_sources_file(path: Path) -> List[StreamSpec]:
     """One source per line, ``SOURCE`` or ``NAME=SOURCE``; blank lines and lines starting with ``#`` are
     skipped. A line that cannot be used is a UserError naming it."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"--sources {path}: no such file (one source per line, optionally NAME=SOURCE)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--sources {path}: cannot read it ({exc}); give a UTF-8 text file, one source per "
-                        "line") from None
+    text = read_text_file(path, f"--sources {path}", MAX_SOURCES_FILE_BYTES,
+                          "give a UTF-8 text file, one source per line (optionally NAME=SOURCE)")
     specs: List[StreamSpec] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if len(line) > MAX_SOURCE_CHARS:
+            raise UserError(f"--sources {path}, line {number}: {len(line)} characters, more than the "
+                            f"{MAX_SOURCE_CHARS} a source takes; one source per line")
+        if len(specs) == MAX_STREAMS:
+            raise UserError(f"--sources {path}, line {number}: more than {MAX_STREAMS} sources; run several "
+                            "camera apps for more streams")
         name: Optional[str] = None
         head, sep, tail = line.partition("=")
         # NAME=SOURCE, unless the '=' belongs to the source itself (a GStreamer pipeline, a URL query).
@@ -61,6 +68,9 @@ def stream_specs(sources: Sequence[str], sources_file: Optional[Path] = None) ->
         specs += read_sources_file(sources_file)
     if not specs:
         specs = [StreamSpec("", "0")]  # the first camera, as a single --source defaults to
+    if len(specs) > MAX_STREAMS:
+        raise UserError(f"{len(specs)} streams (--source and --sources together), more than {MAX_STREAMS}; run "
+                        "several camera apps for more streams")
     named: List[StreamSpec] = []
     for index, spec in enumerate(specs):
         name = spec.name or f"cam{index}"
