@@ -30,15 +30,38 @@ VOC_CLASSES = (
 )
 
 
+CLIP_MODES = ("size", "box")  # what an anchor clip bounds to [0, 1]: width and height, or centre and size too
+
+
 @dataclass
 class AnchorConfig:
-    """torchvision ``DefaultBoxGenerator`` settings plus the feature-map grid they tile."""
+    """Default boxes: the feature-map grid and the boxes each cell gets.
+
+    A cell's boxes are torchvision ``DefaultBoxGenerator``'s (``scales`` s_k, the square sqrt(s_k s_{k+1}),
+    then each aspect ratio's pair), or, when ``box_sizes`` is given, that level's explicit list: (w, h) as
+    fractions of the input width and height, in the codebase's order (pytorch-ssd's SSDSpecs, UltraFace's
+    min_boxes). Cell centres are ``(i + 0.5) * steps[k] / input size``, or ``(i + 0.5) / cells``
+    without ``steps``. ``clip`` bounds each box to [0, 1] in centre-size form: ``clip_mode`` "size" clips
+    width and height only (torchvision), "box" clamps the centre too (pytorch-ssd, ssd.pytorch, lufficc's
+    SSD, NVIDIA's SSD300).
+    """
 
     feature_maps: List[List[int]]  # (height, width) of each head's feature map
     aspect_ratios: List[List[float]]
     scales: List[float]  # one more than feature maps: s_k and the last s_{k+1}
     steps: Optional[List[int]] = None
     clip: bool = True
+    clip_mode: str = "size"  # one of CLIP_MODES
+    box_sizes: Optional[List[List[List[float]]]] = None  # per level, [w, h] of each box of a cell
+
+    def problems(self) -> List[str]:
+        found = []
+        if self.clip_mode not in CLIP_MODES:
+            found.append(f"anchors clip_mode must be one of {', '.join(CLIP_MODES)}, not {self.clip_mode!r}")
+        if self.box_sizes is not None and (len(self.box_sizes) != len(self.feature_maps) or not all(
+                level and all(len(wh) == 2 for wh in level) for level in self.box_sizes)):
+            found.append("anchors box_sizes needs, per feature map, a list of [w, h] pairs")
+        return found
 
 
 LAYOUTS = ("NCHW", "NHWC")
@@ -86,6 +109,37 @@ class InputSpec:
         return found
 
 
+RESIZE_LIBRARIES = ("opencv",)
+INTERPOLATIONS = ("linear", "nearest", "area", "cubic")
+RESIZE_PIXELS = ("float32", "uint8")
+
+
+@dataclass
+class ResizeSpec:
+    """How the host resizes a frame to the input size, as the codebase did when it trained and evaluated.
+
+    ``library`` the resize's implementation (OpenCV's ``cv2.resize``); ``interpolation`` its filter;
+    ``pixels`` "float32" resizes float pixels (torchvision's transform, lufficc's SSD), "uint8" the 8-bit
+    frame as read, which rounds every resized pixel to a grey level (pytorch-ssd, ssd.pytorch, MMDetection).
+    """
+
+    library: str = "opencv"
+    interpolation: str = "linear"
+    pixels: str = "float32"
+
+    def problems(self) -> List[str]:
+        found = []
+        for name, value, allowed in (("library", self.library, RESIZE_LIBRARIES),
+                                     ("interpolation", self.interpolation, INTERPOLATIONS),
+                                     ("pixels", self.pixels, RESIZE_PIXELS)):
+            if value not in allowed:
+                found.append(f"resize {name} must be one of {', '.join(allowed)}, not {value!r}")
+        return found
+
+
+CLIP_BOXES = ("before_nms", "after_nms", "none")  # where decoded boxes are clipped to the image
+
+
 @dataclass
 class ModelMetadata:
     """Everything needed to run a detector file; thresholds here are the defaults callers may override.
@@ -94,6 +148,10 @@ class ModelMetadata:
     ``channel_order`` (the order the network was trained in; ``mean`` and ``std`` are in that order),
     ``(pixel - mean) / std`` on 0..255 values; ``input`` says which of these the file's graph does itself
     and in which layout it takes the tensor.
+    ``resize`` says how the host resizes (library, filter, uint8 or float pixels).
+    Post-processing: ``clip_boxes`` clips decoded boxes to the image before NMS (torchvision, MMDetection),
+    after it, or never (pytorch-ssd, ssd.pytorch); ``iou_epsilon`` is added to every union in NMS, in units
+    of the input's area (pytorch-ssd's ``iou_of`` adds 1e-5 to unions of normalised boxes).
     Outputs: ``output_format`` "raw" (offsets against anchors + logits), "decoded" (normalised corners +
     probabilities) or "nms" (NMS inside the model: EfficientNMS_TRT or OpenVINO's MulticlassNms; box corners
     in input pixels).
@@ -118,6 +176,9 @@ class ModelMetadata:
     input: Optional[InputSpec] = None  # None: the exported graph's contract (NCHW, normalised, batch 1)
     precision: str = "fp32"  # one of PRECISIONS
     quantization: str = "none"  # one of QUANTIZATIONS
+    resize: ResizeSpec = field(default_factory=ResizeSpec)
+    clip_boxes: str = "before_nms"  # one of CLIP_BOXES
+    iou_epsilon: float = 0.0
     extra: Dict[str, Any] = field(default_factory=dict)  # build records: calibration, tools, settings
     schema: int = SCHEMA_VERSION
 
@@ -163,7 +224,7 @@ class ModelMetadata:
     def _from_dict(cls, data: Dict[str, Any]) -> "ModelMetadata":
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
-        for name, kind in (("anchors", AnchorConfig), ("input", InputSpec)):
+        for name, kind in (("anchors", AnchorConfig), ("input", InputSpec), ("resize", ResizeSpec)):
             if data.get(name) is not None:
                 if not isinstance(data[name], dict):
                     raise ValueError(f"{name} must be an object, not {type(data[name]).__name__}")
@@ -171,7 +232,13 @@ class ModelMetadata:
         return cls(**data)
 
     def validate(self, origin: str = "model") -> None:
-        problems = self.inputs.problems()
+        problems = self.inputs.problems() + self.resize.problems()
+        if self.anchors is not None:
+            problems += self.anchors.problems()
+        if self.clip_boxes not in CLIP_BOXES:
+            problems.append(f"clip_boxes must be one of {', '.join(CLIP_BOXES)}, not {self.clip_boxes!r}")
+        if not 0.0 <= float(self.iou_epsilon) < 1.0:
+            problems.append(f"iou_epsilon must lie in [0, 1), not {self.iou_epsilon!r}")
         if self.output_format not in ("raw", "decoded", "nms"):
             problems.append(f"unknown output_format {self.output_format!r}")
         if self.output_format == "raw" and self.anchors is None:
@@ -195,7 +262,8 @@ class ModelMetadata:
 
     def replace(self, **changes: Any) -> "ModelMetadata":
         data = asdict(self)
-        data.update({k: asdict(v) if isinstance(v, (AnchorConfig, InputSpec)) else v for k, v in changes.items()})
+        typed = (AnchorConfig, InputSpec, ResizeSpec)
+        data.update({k: asdict(v) if isinstance(v, typed) else v for k, v in changes.items()})
         return ModelMetadata._from_dict(data)
 
 

@@ -14,6 +14,10 @@ Same results as torchvision's ``SSD.postprocess_detections`` followed by its tra
 
 No Python loop runs over boxes; the only loop over classes is those NMS calls.
 
+Models of other codebases keep their own order and rules, from the metadata: ``clip_boxes`` clips boxes
+before NMS (torchvision's), after it or never (pytorch-ssd, ssd.pytorch), and a non-zero ``iou_epsilon``
+(pytorch-ssd's IoU adds 1e-5 to every union) runs :func:`greedy_nms`, a numpy loop over the kept boxes.
+
 Degenerate outputs (a broken or half-trained model, an FP16 overflow) give finite detections: an anchor whose
 class scores hold NaN or infinity never passes the threshold, a candidate whose box regression decodes to
 NaN is dropped (infinite offsets clip to the image edge), and outputs of the wrong shape are a
@@ -162,10 +166,14 @@ class SSDPostprocessor:
         return anchor_idx, cls + 1, scores, complete
 
     def _decode(self, offsets: np.ndarray, anchor_idx: np.ndarray) -> np.ndarray:
-        """torchvision ``BoxCoder.decode_single`` for the selected anchors, clipped to the input (infinite
-        offsets end on the image's edge; NaN ones stay NaN, for the caller to drop)."""
+        """torchvision ``BoxCoder.decode_single`` for the selected anchors, clipped to the input when the
+        model's codebase clips before NMS (infinite offsets end on the image's edge; NaN ones stay NaN, and
+        unclipped infinite ones infinite, for the caller to drop)."""
         with np.errstate(invalid="ignore", over="ignore"):  # huge or infinite offsets: inf, then clipped
-            return self._clip(self._coder.decode(offsets, anchor_idx))
+            return self._clip_before_nms(self._coder.decode(offsets, anchor_idx))
+
+    def _clip_before_nms(self, boxes: np.ndarray) -> np.ndarray:
+        return self._clip(boxes) if self.meta.clip_boxes == "before_nms" else boxes
 
     def _clip(self, boxes: np.ndarray) -> np.ndarray:
         height, width = self.input_size
@@ -196,12 +204,18 @@ class SSDPostprocessor:
         kept = [np.flatnonzero(degenerate)]
         for start, end in zip(bounds[:-1], bounds[1:]):  # one OpenCV call per class
             # OpenCV's top_k caps the candidates, not the boxes kept: leave it off and cut afterwards.
-            picked = cv2.dnn.NMSBoxes(rects[start:end], solid_scores[start:end],  # type: ignore[arg-type]
-                                      0.0, self.iou_threshold)  # (stubs say Sequence; OpenCV wants ndarrays)
-            kept.append(solid[start + np.asarray(picked, dtype=np.int64).reshape(-1)])
+            kept.append(solid[start + self._class_nms(rects[start:end], solid_scores[start:end])])
         keep = np.concatenate(kept)
         keep = keep[np.argsort(-scores[keep], kind="stable")]
         return keep[: self.max_detections], len(keep)
+
+    def _class_nms(self, rects: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Indices kept by greedy NMS of one class's (M, 4) float64 ``(x, y, w, h)`` boxes of positive size."""
+        if self.meta.iou_epsilon:
+            height, width = self.input_size
+            return greedy_nms(rects, scores, self.iou_threshold, self.meta.iou_epsilon * height * width)
+        picked = cv2.dnn.NMSBoxes(rects, scores, 0.0, self.iou_threshold)  # type: ignore[arg-type]
+        return np.asarray(picked, dtype=np.int64).reshape(-1)  # (stubs say Sequence; OpenCV wants ndarrays)
 
     def _to_image(self, boxes: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
         ratio = (np.asarray(image_size, dtype=np.float32) / np.asarray(self.input_size, dtype=np.float32))
@@ -319,11 +333,12 @@ class SSDPostprocessor:
                 scores: np.ndarray, image_size: Tuple[int, int]) -> Tuple[Detections, int]:
         """Decode the candidates, drop non-finite boxes, NMS: the detections and how many survived NMS."""
         boxes = self._boxes(outputs, index, anchor_idx)
-        if np.isnan(boxes.sum()):  # a NaN box regression (clipping made every other box finite): no detection
-            finite = ~np.isnan(boxes).any(axis=1)
+        if not np.isfinite(boxes.sum()):  # a NaN box regression, or an unclipped infinite one: no detection
+            finite = np.isfinite(boxes).all(axis=1)
             boxes, labels, scores = boxes[finite], labels[finite], scores[finite]
         keep, survivors = self._nms(boxes, scores, labels)
-        return Detections(self._to_image(boxes[keep], image_size), scores[keep].astype(np.float32),
+        kept = self._clip(boxes[keep]) if self.meta.clip_boxes == "after_nms" else boxes[keep]
+        return Detections(self._to_image(kept, image_size), scores[keep].astype(np.float32),
                           labels[keep].astype(np.int64), self.meta.class_names), survivors
 
     def _ranked_candidates(self, fg: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -346,12 +361,12 @@ class SSDPostprocessor:
         return anchors[order], cls[order] + 1, scores[order]
 
     def _boxes(self, outputs: Mapping[str, np.ndarray], index: int, anchor_idx: np.ndarray) -> np.ndarray:
-        """Decoded, clipped (M, 4) boxes in input pixels for the selected anchors."""
+        """Decoded (M, 4) boxes in input pixels for the selected anchors, clipped if the model clips before NMS."""
         if self.meta.output_format == "raw":
             return self._decode(np.asarray(outputs["bbox_regression"][index][anchor_idx], np.float32), anchor_idx)
         height, width = self.input_size
         corners = np.asarray(outputs["boxes"][index][anchor_idx], dtype=np.float32)
-        return self._clip(corners * np.array([width, height, width, height], dtype=np.float32))
+        return self._clip_before_nms(corners * np.array([width, height, width, height], dtype=np.float32))
 
     def _from_nms(self, outputs: Mapping[str, np.ndarray], image_size: Tuple[int, int], index: int) -> Detections:
         available = len(outputs["detection_scores"][index])
@@ -378,3 +393,27 @@ def _probabilities_by_class(scores: np.ndarray) -> np.ndarray:
     if not np.isfinite(by_class.max()):  # one reduction; NaN or +inf anywhere shows here
         by_class[~np.isfinite(by_class)] = 0.0
     return by_class
+
+
+def greedy_nms(rects: np.ndarray, scores: np.ndarray, iou_threshold: float, epsilon: float) -> np.ndarray:
+    """Indices kept by greedy NMS, best first: each box, best score first, suppresses the later boxes whose
+    ``inter / (union + epsilon)`` exceeds ``iou_threshold`` (pytorch-ssd's ``hard_nms`` with its ``iou_of``).
+
+    Args:
+        rects: (M, 4) ``(x, y, w, h)`` boxes, w and h positive.
+        scores: (M,) scores.
+        epsilon: added to every union, in the boxes' squared units.
+    """
+    boxes = np.asarray(rects, dtype=np.float64)
+    corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+    areas = boxes[:, 2] * boxes[:, 3]
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    kept = []
+    while order.size:  # one pass per kept box, vectorised over the rest
+        best, rest = order[0], order[1:]
+        kept.append(best)
+        size = np.clip(np.minimum(corners[rest, 2:], corners[best, 2:]) - np.maximum(corners[rest, :2],
+                                                                                     corners[best, :2]), 0, None)
+        inter = size[:, 0] * size[:, 1]
+        order = rest[inter / (areas[rest] + areas[best] - inter + epsilon) <= iou_threshold]
+    return np.asarray(kept, dtype=np.int64)

@@ -13,23 +13,31 @@ import numpy as np
 
 from runtimes.metadata import InputSpec, ModelMetadata
 
+# ResizeSpec.interpolation -> OpenCV's flag.
+CV2_INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA,
+                      "cubic": cv2.INTER_CUBIC}
+
 
 class Preprocessor:
-    """Resize (stretch, bilinear), reorder channels, ``(x - mean) / std``, HWC -> NCHW float32: the steps a
-    graph's :class:`InputSpec` leaves to the host.
+    """Resize (stretch; the filter and pixel type ``meta.resize`` names), reorder channels,
+    ``(x - mean) / std``, HWC -> NCHW float32: the steps a graph's :class:`InputSpec` leaves to the host.
 
     Call it on a (H, W, 3) uint8 BGR image; it returns (1, 3, input_height, input_width) float32 for an
     exported graph, or whatever ``spec`` (default: the model file's ``meta.input``) takes: e.g. (1, H, W, 3)
     resized BGR pixels for a graph that reorders channels and normalises itself.
 
-    The resize runs on float pixels, as torchvision's transform does when the model is trained: resizing
-    the uint8 frame instead rounds every pixel to a grey level, which moves confident boxes against PyTorch
-    (docs/benchmark/openvino_latency.md, "Host-side choices", has the counts and the cost).
+    By default the resize runs on float pixels, as torchvision's transform does when the model is trained:
+    resizing the uint8 frame instead rounds every pixel to a grey level, which moves confident boxes against
+    PyTorch (docs/benchmark/openvino_latency.md, "Host-side choices", has the counts and the cost). Models of
+    codebases that resize the 8-bit image (pytorch-ssd's ``cv2.resize`` on the frame as read) say
+    ``resize.pixels == "uint8"``, and get exactly that.
     """
 
     def __init__(self, meta: ModelMetadata, spec: Optional[InputSpec] = None) -> None:
         self.spec = spec or meta.inputs
         self.size = (meta.input_width, meta.input_height)  # cv2 order
+        self.interpolation = CV2_INTERPOLATIONS[meta.resize.interpolation]
+        self.resize_uint8 = meta.resize.pixels == "uint8"
         self.swap_rb = self.spec.channel_order == "RGB"
         self.normalise = not self.spec.normalisation_in_graph
         self.nchw = self.spec.layout == "NCHW"
@@ -42,7 +50,9 @@ class Preprocessor:
         """The resized frame, (H, W, 3) float32 pixels 0..255, still BGR; for graphs that reorder the
         channels and normalise themselves (OpenVINO IRs)."""
         check_image(image_bgr)
-        return cv2.resize(image_bgr.astype(np.float32), self.size, interpolation=cv2.INTER_LINEAR)
+        if self.resize_uint8:
+            return cv2.resize(image_bgr, self.size, interpolation=self.interpolation).astype(np.float32)
+        return cv2.resize(image_bgr.astype(np.float32), self.size, interpolation=self.interpolation)
 
     def resize(self, image_bgr: np.ndarray) -> np.ndarray:
         """The resized frame, (H, W, 3) float32 pixels 0..255 in the input's channel order; for graphs
