@@ -11,6 +11,8 @@ system Python, a GStreamer element or mounting is missing."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -193,3 +195,135 @@ def test_every_event_has_a_clip_of_the_source_bitstream(tmp_path, codec, rtsp):
     for event in run["events"]:
         snapshot = tmp_path / "clips" / event["snapshot"]
         assert snapshot.is_file() and snapshot.with_name(snapshot.stem + "-crop.jpg").is_file()
+
+SETUP = COMMON + """
+cfg = json.loads(sys.argv[1])
+need("x264enc", "h264parse", "mp4mux", "qtdemux", "appsrc", "avdec_h264")
+make_video(cfg["video"], "h264", cfg["frames"])
+from recording.options import parse_record_options
+from recording.recorder import Recording
+from recording.tap import EncodedTap
+options = parse_record_options(cfg["folder"], ["all"], 1.0, cfg["post"], None, None, [], min_free_mb=0.5)
+recording = Recording(options, ["cam"], log=lambda m: print(m, file=sys.stderr))
+stream = recording.stream("cam")
+tap = EncodedTap(cfg["video"], on_unit=stream.on_unit)
+
+def event(frame, seq):
+    return stream.on_event({"type": "zone_enter", "stream": "cam", "seq": seq, "frame": frame.index,
+                            "timestamp": frame.time_s, "track_id": 1})
+"""
+
+FULL_DISK = SETUP + """
+import os
+filler = os.path.join(cfg["folder"], "filler")
+with open(filler, "wb") as f:  # the file system full but for 200 kB: under the 0.5 MB recording keeps free
+    st = os.statvfs(cfg["folder"]); f.write(b"f" * (st.f_bavail * st.f_frsize - 200 * 1024))
+seen = {}
+while True:
+    frame = tap.read(10.0)
+    if frame is None:
+        break
+    stream.on_frame(frame.time_s)
+    if frame.index == 60:
+        seen["full"] = {"fields": event(frame, 0), "health": recording.health(), "metrics": recording.metrics()}
+    if frame.index == 90:
+        os.remove(filler); recording.maintain()
+        seen["freed"] = {"health": recording.health()}
+    if frame.index == 150:
+        seen["resumed"] = {"fields": event(frame, 1)}
+tap.close(); recording.close()
+seen["after"] = {"health": recording.health(), "metrics": recording.metrics()}
+print(json.dumps(seen))
+"""
+
+KILLED = SETUP + """
+import glob, os
+while True:
+    frame = tap.read(10.0)
+    stream.on_frame(frame.time_s)
+    if frame.index == 45:
+        event(frame, 0)  # a clip open until 100 s after: still being written when the process is killed
+    temps = glob.glob(os.path.join(cfg["folder"], "cam", "*", ".*.tmp.mp4"))
+    if frame.index > 90 and temps and os.path.getsize(temps[0]) > 0:
+        print(json.dumps({"temporary": temps[0]}), flush=True)
+        time.sleep(600)
+"""
+
+RESTART = """
+import json, sys
+sys.path.insert(0, ROOT)
+from recording.options import parse_record_options
+from recording.recorder import Recording
+options = parse_record_options(sys.argv[1], ["all"], 1.0, 1.0, None, None, [])
+logged = []
+Recording(options, ["cam"], log=logged.append).close()
+print(json.dumps({"log": logged}))
+"""
+
+
+def mount_tmpfs(where: Path, *options: str) -> None:
+    """A tmpfs at ``where`` (the test skips, with the reason, where mounting is not allowed)."""
+    where.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(where)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'}): needs root in a "
+                    "container that allows mount")
+
+
+@pytest.fixture
+def mounts():
+    made = []
+    yield made
+    for where in made:
+        subprocess.run(["umount", str(where)], capture_output=True)
+
+
+def test_read_only_record_folder_is_refused_in_one_line(tmp_path, mounts):
+    from recording.options import parse_record_options
+    from runtimes.errors import UserError
+
+    mount_tmpfs(tmp_path / "ro", "ro", "size=1m")
+    mounts.append(tmp_path / "ro")
+    with pytest.raises(UserError, match=r"^--record .*ro: cannot write there \(permission denied\); choose another"):
+        parse_record_options(tmp_path / "ro", ["all"], 5, 5, None, None, [])
+
+
+@pytest.mark.slow
+def test_a_full_file_system_pauses_recording_until_space_returns(tmp_path, mounts):
+    mount_tmpfs(tmp_path / "small", "size=3m")
+    mounts.append(tmp_path / "small")
+    run = system_json(FULL_DISK, {"video": str(tmp_path / "source.mp4"), "frames": 8 * FPS,
+                                  "folder": str(tmp_path / "small"), "post": 1.0})
+    full = run["full"]
+    assert full["fields"] == {} and "recording paused" in full["health"] and "MB free under" in full["health"]
+    assert full["metrics"]["events_not_recorded"] == 1 and full["metrics"]["recording_pauses"] == 1
+    assert run["freed"]["health"] is None
+    clip = tmp_path / "small" / run["resumed"]["fields"]["clip"]
+    assert clip.is_file() and clip.with_suffix(".json").is_file()
+    assert run["after"]["health"] is None and run["after"]["metrics"]["clips_written"] == 1
+
+
+@pytest.mark.slow
+def test_kill_9_while_writing_leaves_no_final_file_and_the_next_run_removes_the_temporary(tmp_path):
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.skip(f"{SYSTEM_PYTHON} does not exist")
+    folder = tmp_path / "clips"
+    config = {"video": str(tmp_path / "source.mp4"), "frames": 6 * FPS, "folder": str(folder), "post": 100.0}
+    script = KILLED.replace("sys.path.insert(0, ROOT)", f"sys.path.insert(0, {str(ROOT)!r})")
+    writer = subprocess.Popen([SYSTEM_PYTHON, "-c", script, json.dumps(config)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        line = writer.stdout.readline()
+        assert line, f"the writer ended before writing: {writer.stderr.read()[-2000:]}"
+        if "skip" in line:
+            pytest.skip(json.loads(line)["skip"])
+        temporary = Path(json.loads(line)["temporary"])
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    assert temporary.is_file() and temporary.stat().st_size > 0
+    assert not [p for p in folder.rglob("*.mp4") if not p.name.startswith(".")]  # nothing under a final name
+    restart = system_json(RESTART.replace("sys.argv[1]", repr(str(folder))), {})
+    assert not temporary.exists()
+    assert restart["log"] == [f"recording: removed {temporary}, left by a run that was killed while writing it"]
