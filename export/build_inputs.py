@@ -15,8 +15,6 @@ if TYPE_CHECKING:
     from calibration.stream import CalibrationSet
     from calibration.voc import VOCDataset
 
-ARCH_CHOICES = "ssd300_vgg16, ssd512_vgg16, ssdlite320_mobilenet_v3_large"
-
 
 @dataclass
 class ModelSource:
@@ -44,12 +42,10 @@ def resolve_source(spec: SourceSpec, output_dir: Path, dynamic_batch: bool,
         log(f"model: the embedded demo model {DEMO_CHECKPOINT.relative_to(DEMO_CHECKPOINT.parents[1])} "
             "(pass --checkpoint or --onnx for your own)")
         return ModelSource(demo_onnx(dynamic_batch=dynamic_batch), "ssdlite320_shapes", "demo model", True)
-    if not spec.arch:
-        raise UserError(f"--arch is required with --checkpoint ({ARCH_CHOICES})")
     out = output_dir / f"{Path(spec.checkpoint).stem}.onnx"
     export_checkpoint(spec.checkpoint, spec.arch, out, spec.num_classes, spec.classes,
                       allow_pickle=spec.allow_pickle, dynamic_batch=dynamic_batch)
-    return ModelSource(out, out.stem, f"checkpoint {spec.checkpoint} ({spec.arch})", False)
+    return ModelSource(out, out.stem, f"checkpoint {spec.checkpoint} ({spec.arch or 'recognised'})", False)
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Loading training checkpoints, which are untrusted input.
 
-Accepted: a torchvision state_dict; a training checkpoint dict wrapping one under ``model``,
-``state_dict`` or ``model_state_dict``; keys prefixed ``module.`` by DataParallel/DDP; safetensors files.
+Accepted: a state_dict; a training checkpoint dict wrapping one under ``model``, ``state_dict``,
+``model_state_dict`` or ``net`` (lufficc's SSD, MMDetection, NVIDIA's SSD300 and most training scripts), nested
+or holding the module itself (with ``--allow-pickle``); keys prefixed ``module.`` by DataParallel/DDP;
+safetensors files.
 ``torch.load`` runs with ``weights_only=True``: a file that needs pickle to load (it holds arbitrary Python
 objects) is refused unless the caller passes ``allow_pickle=True`` (``--allow-pickle``). Only a file whose
 pickle stream is well formed is called one that needs pickle; anything else that does not load (random
@@ -23,7 +25,7 @@ import torch
 from export.architectures import ARCHITECTURES, build_model
 from runtimes.errors import UserError
 
-WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "net")
 SAFETENSORS_SUFFIXES = (".safetensors", ".st")
 
 
@@ -130,7 +132,7 @@ def load_state_dict(path: Path, allow_pickle: bool = False) -> Dict[str, torch.T
     return _unwrap(_torch_load(path, allow_pickle), path)
 
 
-def _class_count(state: Dict[str, torch.Tensor], arch: str) -> Optional[int]:
+def class_count(state: Dict[str, torch.Tensor], arch: str) -> Optional[int]:
     """Classes a checkpoint was trained for, read off its classification convs: their output channels
     are anchors x classes, found by comparing the architecture built for 2 and for 3 classes."""
     two, three = build_model(arch, 2).state_dict(), build_model(arch, 3).state_dict()
@@ -157,49 +159,64 @@ def _guess_arch(state: Dict[str, torch.Tensor], exclude: str) -> Optional[str]:
 def load_checkpoint(path: Path, arch: str, num_classes: int, allow_pickle: bool = False) -> torch.nn.Module:
     """``arch`` with ``num_classes`` classes and the checkpoint's weights, in eval mode."""
     try:
-        model = build_model(arch, num_classes)
+        build_model(arch, num_classes)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    state = load_state_dict(path, allow_pickle)
+    return model_from_state(load_state_dict(path, allow_pickle), arch, num_classes, str(path))
+
+
+def _other_codebase(state: Dict[str, torch.Tensor]) -> str:
+    """What the importers make of a checkpoint that fits no torchvision SSD."""
+    from importers.registry import key_prefixes, recognise
+
+    try:
+        _, recognised = recognise(state)
+    except UserError:
+        return f"its keys ({key_prefixes(state, 3)}) fit no torchvision SSD nor any codebase docs/checkpoints.md lists"
+    return f"it is a {recognised.codebase} {recognised.network} checkpoint: leave --arch out"
+
+
+def model_from_state(state: Dict[str, torch.Tensor], arch: str, num_classes: int, origin: str) -> torch.nn.Module:
+    """torchvision's ``arch`` with ``num_classes`` classes and the weights of ``state``, in eval mode."""
+    model = build_model(arch, num_classes)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected:
         guess = _guess_arch(state, arch)
-        cause = (f"it looks like a {guess} checkpoint: pass --arch {guess}" if guess
-                 else "wrong --arch, or not an SSD checkpoint")
+        cause = f"it looks like a {guess} checkpoint: pass --arch {guess}" if guess else _other_codebase(state)
         keys = ", ".join((missing or unexpected)[:3])
-        raise UserError(f"{path}: does not fit {arch} ({len(missing)} missing, {len(unexpected)} unexpected "
+        raise UserError(f"{origin}: does not fit {arch} ({len(missing)} missing, {len(unexpected)} unexpected "
                         f"keys, e.g. {keys}); likely cause: {cause}")
     if mismatched:
-        trained = _class_count(state, arch)
+        trained = class_count(state, arch)
         cause = (f"wrong --num-classes: the checkpoint has {trained} classes (background included), "
                  f"not {num_classes}" if trained and trained != num_classes else "wrong --arch or --num-classes")
         first = mismatched[0]
-        raise UserError(f"{path}: shape mismatch for {arch} in {len(mismatched)} tensors, e.g. {first} "
+        raise UserError(f"{origin}: shape mismatch for {arch} in {len(mismatched)} tensors, e.g. {first} "
                         f"{tuple(state[first].shape)} vs {tuple(expected[first].shape)}; likely cause: {cause}")
-    _check_values(state, expected, path)
+    check_values(state, expected, origin)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     return model.eval()
 
 
-def _check_values(state: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor], path: Path) -> None:
+def check_values(state: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor], origin: str) -> None:
     """UserError for weights that cannot stand for the model's: an integer, boolean or complex tensor where
     the model holds floats (any float dtype is cast), or NaN/infinite values (a diverged training run, a
     damaged file)."""
     for key, ref in expected.items():
         value = state[key]
         if value.is_complex() or (ref.is_floating_point() and not value.is_floating_point()):
-            raise UserError(f"{path}: tensor {key} has dtype {value.dtype} where the model holds {ref.dtype}; "
+            raise UserError(f"{origin}: tensor {key} has dtype {value.dtype} where the model holds {ref.dtype}; "
                             "is this a model checkpoint?")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
-            raise UserError(f"{path}: tensor {key} holds {bad} NaN or infinite values (a diverged training "
+            raise UserError(f"{origin}: tensor {key} holds {bad} NaN or infinite values (a diverged training "
                             "run or a damaged file); use an earlier checkpoint")
 
 
 
 def checkpoint_class_count(path: Path, arch: str, allow_pickle: bool = False) -> Optional[int]:
     """Classes (background included) of a checkpoint for ``arch``, for defaulting --num-classes."""
-    return _class_count(load_state_dict(path, allow_pickle), arch)
+    return class_count(load_state_dict(path, allow_pickle), arch)

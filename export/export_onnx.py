@@ -1,9 +1,12 @@
 """Export an SSD checkpoint to a simplified, self-describing ONNX model (or adopt an existing ONNX).
 
+    python export/export_onnx.py --checkpoint mb1-ssd-Epoch-99.pth --classes labels.txt --output ssd.onnx
     python export/export_onnx.py --arch ssd300_vgg16 --checkpoint ssd.pth --num-classes 21 --output ssd.onnx
     python export/export_onnx.py --onnx-in mb2-ssd-lite.onnx --classes labels.txt --output ssd.onnx
 
-The network is exported up to its raw head outputs (``bbox_regression`` offsets and ``cls_logits``);
+The codebase and network of a checkpoint are recognised from its keys and shapes (importers/: torchvision,
+pytorch-ssd; docs/checkpoints.md); ``--arch`` names a network only where they cannot tell. The network is
+exported up to its raw head outputs (``bbox_regression`` offsets and ``cls_logits``);
 decoding and NMS stay on the host in the shared post-processor. The file carries everything needed to run
 it (architecture, input size, channel order, mean/std, class names, box coder, anchors, thresholds, the
 checkpoint's sha256) in ``metadata_props``.
@@ -26,6 +29,7 @@ from typing import List, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.pop(1)
 
+from importers.base import ImportOptions
 from runtimes.class_names import read_class_names
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
@@ -55,21 +59,38 @@ def class_names_for(num_classes: Optional[int], classes_file: Optional[Path]) ->
                     "(one per line, background excluded)")
 
 
-def export_checkpoint(checkpoint: Path, arch: str, output: Path, num_classes: Optional[int] = None,
+def export_checkpoint(checkpoint: Path, arch: Optional[str], output: Path, num_classes: Optional[int] = None,
                       classes_file: Optional[Path] = None, dynamic_batch: bool = False,
-                      allow_pickle: bool = False, opset: Optional[int] = None, **thresholds: float) -> ModelMetadata:
-    """Export ``checkpoint`` to ``output``; returns the metadata written into the file."""
-    import torch
+                      allow_pickle: bool = False, opset: Optional[int] = None,
+                      options: Optional[ImportOptions] = None, **thresholds: float) -> ModelMetadata:
+    """Export ``checkpoint`` to ``output``; returns the metadata written into the file.
 
-    from export.architectures import ARCHITECTURES, RawHeadOutputs, describe
-    from export.checkpoint import checkpoint_class_count, load_checkpoint
-    from export.onnx_model import DEFAULT_OPSET, save_checked, simplify, write_metadata
-    from runtimes.atomic import check_output_dir, temporary_beside
+    ``arch`` names one of torchvision's SSDs (export/architectures.py); None (or a network name in another
+    codebase's vocabulary) recognises the codebase and network from the state dict (importers/).
+    """
+    from export.architectures import ARCHITECTURES
+    from runtimes.atomic import check_output_dir
     from runtimes.hashing import sha256_file
 
-    if arch not in ARCHITECTURES:
-        raise UserError(f"unknown --arch '{arch}': choose one of {', '.join(sorted(ARCHITECTURES))}")
     check_output_dir(output)
+    if arch in ARCHITECTURES:
+        module, meta = _torchvision_model(checkpoint, str(arch), num_classes, classes_file, allow_pickle)
+    else:
+        module, meta = _imported_model(checkpoint, arch, num_classes, classes_file, allow_pickle,
+                                       options or ImportOptions())
+    meta = meta.replace(checkpoint_sha256=sha256_file(checkpoint), source=f"checkpoint {Path(checkpoint).name}",
+                        input=InputSpec(channel_order=meta.channel_order, batch=DYNAMIC_BATCH if dynamic_batch else 1),
+                        **{k: v for k, v in thresholds.items() if v is not None})
+    export_module(module, meta, output, dynamic_batch, opset)
+    return meta
+
+
+def _torchvision_model(checkpoint: Path, arch: str, num_classes: Optional[int], classes_file: Optional[Path],
+                       allow_pickle: bool):
+    """torchvision's ``arch`` with the checkpoint's weights, as (module with raw outputs, metadata)."""
+    from export.architectures import RawHeadOutputs, describe
+    from export.checkpoint import checkpoint_class_count, load_checkpoint
+
     if num_classes is None:
         names = class_names_for(None, classes_file) if classes_file else None
         num_classes = len(names) + 1 if names else checkpoint_class_count(checkpoint, arch, allow_pickle)
@@ -77,32 +98,60 @@ def export_checkpoint(checkpoint: Path, arch: str, output: Path, num_classes: Op
         num_classes = len(VOC_CLASSES) + 1
     # Weights first: a checkpoint that does not fit is the more useful error than missing class names.
     model = load_checkpoint(checkpoint, arch, num_classes, allow_pickle)
-    names = class_names_for(num_classes, classes_file)
-    meta = describe(model, arch, names, checkpoint_sha256=sha256_file(checkpoint),
-                    source=f"checkpoint {Path(checkpoint).name}")
-    meta = meta.replace(input=InputSpec(channel_order=meta.channel_order, batch=DYNAMIC_BATCH if dynamic_batch else 1),
-                        **{k: v for k, v in thresholds.items() if v is not None})
+    return RawHeadOutputs(model), describe(model, arch, class_names_for(num_classes, classes_file))
+
+
+def _imported_model(checkpoint: Path, arch: Optional[str], num_classes: Optional[int], classes_file: Optional[Path],
+                    allow_pickle: bool, options: ImportOptions):
+    """The network of another codebase's checkpoint (importers/), as (module with raw outputs, metadata)."""
+    from export.checkpoint import load_state_dict
+    from importers.registry import import_state_dict
+
+    state = load_state_dict(checkpoint, allow_pickle)
+    try:
+        imported = import_state_dict(state, options)
+    except UserError as exc:
+        raise UserError(f"{checkpoint}: {exc}") from None
+    meta = imported.meta
+    network = meta.arch.split("/")[-1]
+    if arch is not None and arch != network:
+        raise UserError(f"unknown --arch '{arch}' for {checkpoint}: it is a {meta.arch} checkpoint; leave --arch out")
+    if num_classes is not None and num_classes != meta.num_classes:
+        raise UserError(f"--num-classes {num_classes}, but {checkpoint}'s head has {meta.num_classes} classes "
+                        "(background included); leave --num-classes out")
+    names = class_names_for(meta.num_classes, classes_file)
+    print(f"recognised {meta.arch} ({meta.num_classes} classes with the background), input "
+          f"{meta.input_width}x{meta.input_height}", flush=True)
+    return imported.module, meta.replace(class_names=["__background__"] + names)
+
+
+def export_module(module, meta: ModelMetadata, output: Path, dynamic_batch: bool = False,
+                  opset: Optional[int] = None) -> None:
+    """Export ``module`` (images -> raw ``bbox_regression``, ``cls_logits``) to ``output``, simplified and
+    carrying ``meta``."""
+    import onnx
+    import torch
+
+    from export.onnx_model import DEFAULT_OPSET, save_checked, simplify, write_metadata
+    from runtimes.atomic import temporary_beside
 
     dummy = torch.zeros(1, 3, meta.input_height, meta.input_width)
     dynamic_axes = {n: {0: "batch"} for n in (INPUT_NAME, *RAW_OUTPUTS)} if dynamic_batch else None
     started = time.monotonic()
-    import onnx
-
     raw_path = temporary_beside(output)  # the raw export is read back, never renamed onto --output
     try:
         # The TorchScript-based exporter: opset 17 in seconds, one self-contained file. (The dynamo
         # exporter needs onnxscript, cannot go below opset 18 here and writes external data.)
-        torch.onnx.export(RawHeadOutputs(model), (dummy,), str(raw_path), dynamo=False,
+        torch.onnx.export(module.eval(), (dummy,), str(raw_path), dynamo=False,
                           opset_version=opset or DEFAULT_OPSET, input_names=[INPUT_NAME],
                           output_names=list(RAW_OUTPUTS), dynamic_axes=dynamic_axes, do_constant_folding=True)
         exported = onnx.load(str(raw_path))
     finally:
         raw_path.unlink(missing_ok=True)
-    print(f"exported {arch} ({num_classes} classes) in {time.monotonic() - started:.1f} s", flush=True)
+    print(f"exported {meta.arch} ({meta.num_classes} classes) in {time.monotonic() - started:.1f} s", flush=True)
     simplified = simplify(exported)
     write_metadata(simplified, meta)
     save_checked(simplified, output)
-    return meta
 
 
 # -- adopting an existing ONNX --------------------------------------------------------------------------
@@ -145,13 +194,17 @@ def _pick_outputs(graph, origin: str):
 
 
 def convert_foreign_onnx(onnx_in: Path, output: Path, classes_file: Optional[Path] = None,
-                         mean: Sequence[float] = (127.0, 127.0, 127.0), std: Sequence[float] = (128.0, 128.0, 128.0),
+                         mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
                          channel_order: str = "RGB", arch: str = "external-ssd", **thresholds: float) -> ModelMetadata:
-    """Adopt a pytorch-ssd / jetson-inference style ONNX file; returns the metadata written."""
+    """Adopt a pytorch-ssd / jetson-inference style ONNX file; returns the metadata written.
+
+    A network pytorch-ssd exports (recognised by its box count at 300x300) gets that codebase's
+    normalisation, resize and post-processing; for any other, ``mean`` and ``std`` must be given."""
     import onnx
     from onnx import version_converter
 
     from export.onnx_model import load_onnx, read_metadata, save_checked, simplify, write_metadata
+    from importers.pytorch_ssd import onnx_conventions
     from runtimes.atomic import check_output_dir
     from runtimes.hashing import sha256_file
 
@@ -188,12 +241,21 @@ def convert_foreign_onnx(onnx_in: Path, output: Path, classes_file: Optional[Pat
         names = existing.class_names[1:]
     else:
         names = class_names_for(num_classes, classes_file)
+    conventions = onnx_conventions(int(_static_dims(graph.output[0])[1] or 0), int(dims[2]), int(dims[3]),
+                                   len(names) + 1) or {"arch": arch}
+    if arch != "external-ssd":
+        conventions["arch"] = arch
+    given = {k: [float(v) for v in values] for k, values in (("mean", mean), ("std", std)) if values is not None}
+    if len(given) < 2 and "mean" not in conventions:
+        raise UserError(f"{origin}: its normalisation cannot be told from the file (no pytorch-ssd network at "
+                        f"{dims[3]}x{dims[2]}): pass --mean and --std (jetson-inference's mobilenets: --mean 127 "
+                        "--std 128)")
+    fields = {"score_threshold": 0.01, "iou_threshold": 0.45, "topk_candidates": 200, "max_detections": 200,
+              **conventions, **given}
     meta = ModelMetadata(
-        arch=arch, input_height=int(dims[2]), input_width=int(dims[3]), channel_order=channel_order,
-        mean=[float(m) for m in mean], std=[float(s) for s in std], class_names=["__background__"] + names,
-        output_format="decoded", anchors=None, score_threshold=0.01, iou_threshold=0.45,
-        topk_candidates=200, max_detections=200, checkpoint_sha256=sha256_file(Path(onnx_in)),
-        source=f"onnx {Path(onnx_in).name}",
+        input_height=int(dims[2]), input_width=int(dims[3]), channel_order=channel_order,
+        class_names=["__background__"] + names, output_format="decoded", anchors=None,
+        checkpoint_sha256=sha256_file(Path(onnx_in)), source=f"onnx {Path(onnx_in).name}", **fields,
     ).replace(**{k: v for k, v in thresholds.items() if v is not None})
     write_metadata(model, meta)
     save_checked(model, output)
@@ -214,8 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint (.pth/.pt state_dict or .safetensors)")
     src.add_argument("--onnx-in", type=Path, help="adopt an existing pytorch-ssd style ONNX file instead")
-    p.add_argument("--arch", help="ssd300_vgg16 | ssd512_vgg16 | ssdlite320_mobilenet_v3_large "
-                                  "(required with --checkpoint)")
+    p.add_argument("--arch", help="the network, where the checkpoint's keys cannot tell: torchvision's "
+                                  "ssd300_vgg16 | ssd512_vgg16 (default: recognised; docs/checkpoints.md)")
+    p.add_argument("--input-size", type=int, help="the square input size a codebase lets vary (jetson-inference's "
+                                                  "--resolution for pytorch-ssd's mb1-ssd; default 300)")
     p.add_argument("--num-classes", type=int, help="outputs incl. background (default: from --classes or "
                                                    "the checkpoint)")
     p.add_argument("--classes", type=Path, help="class names, one per line, background excluded "
@@ -225,9 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17, parsed by TensorRT 8.5+)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow checkpoints that need pickle (runs code from the file: trusted files only)")
-    p.add_argument("--mean", type=_three, default=[127.0] * 3, help="--onnx-in: pixel mean on 0..255 "
-                   "(default: 127, jetson-inference's)")
-    p.add_argument("--std", type=_three, default=[128.0] * 3, help="--onnx-in: pixel std on 0..255 (default: 128)")
+    p.add_argument("--mean", type=_three, help="--onnx-in: pixel mean on 0..255 (default: the recognised "
+                                               "pytorch-ssd network's; needed otherwise)")
+    p.add_argument("--std", type=_three, help="--onnx-in: pixel std on 0..255 (default: as --mean)")
     p.add_argument("--score-threshold", type=float, help="default score threshold stored in the model")
     p.add_argument("--iou-threshold", type=float, help="default NMS IoU threshold stored in the model")
     return p
@@ -240,11 +304,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         meta = convert_foreign_onnx(args.onnx_in, args.output, args.classes, args.mean, args.std,
                                     arch=args.arch or "external-ssd", **thresholds)
     else:
-        if not args.arch:
-            raise UserError("--arch is required with --checkpoint (ssd300_vgg16, ssd512_vgg16, "
-                            "ssdlite320_mobilenet_v3_large)")
+        options = ImportOptions(arch=args.arch, input_size=args.input_size)
         meta = export_checkpoint(args.checkpoint, args.arch, args.output, args.num_classes, args.classes,
-                                 args.dynamic_batch, args.allow_pickle, args.opset, **thresholds)
+                                 args.dynamic_batch, args.allow_pickle, args.opset, options, **thresholds)
     print(f"wrote {args.output}: {meta.arch}, input {meta.input_width}x{meta.input_height} {meta.channel_order}, "
           f"{meta.num_classes - 1} classes, outputs {meta.output_format}")
     return 0
