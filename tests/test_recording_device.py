@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -273,7 +274,7 @@ def mount_tmpfs(where: Path, *options: str) -> None:
 
 @pytest.fixture
 def mounts():
-    made = []
+    made: List[Path] = []
     yield made
     for where in made:
         subprocess.run(["umount", str(where)], capture_output=True)
@@ -313,6 +314,7 @@ def test_kill_9_while_writing_leaves_no_final_file_and_the_next_run_removes_the_
     script = KILLED.replace("sys.path.insert(0, ROOT)", f"sys.path.insert(0, {str(ROOT)!r})")
     writer = subprocess.Popen([SYSTEM_PYTHON, "-c", script, json.dumps(config)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
+    assert writer.stdout is not None and writer.stderr is not None
     try:
         line = writer.stdout.readline()
         assert line, f"the writer ended before writing: {writer.stderr.read()[-2000:]}"
