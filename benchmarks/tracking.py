@@ -1,6 +1,6 @@
 """Cost of tracking and counting, and proof that dead event sinks do not slow the inference path.
 
-    python benchmarks/tracking.py [--frames 300] [--rounds 5] [--skip-sinks]
+    python benchmarks/tracking.py [--frames 300] [--rounds 5] [--skip-sinks] [--skip-intervals]
 
 1. Tracker + zones time per frame at 10 and 100 objects (scripted detections moving across a 1920x1080
    frame with one zone and one line; target <= 0.5 ms at 100), and the whole Analytics.process with and
@@ -9,6 +9,9 @@
    no sinks at all, then dead sinks (a webhook to a closed port, a webhook that accepts and never answers,
    an MQTT broker killed after the sink connected, and the events file that keeps what they fail).
    Prints the median FPS of each and their ratio (target: dead within 5% of none).
+3. Tracking with an interval: the demo model's detections on every frame of the tracking set, replayed with
+   the detector's boxes on every 1st, 2nd and 4th frame and the tracker's prediction between (``--interval
+   N``); MOTA and IDF1 by py-motmetrics (target: interval 2 within 0.03 of interval 1).
 """
 
 from __future__ import annotations
@@ -198,15 +201,40 @@ def sinks_fps(rounds: int, log=print) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def intervals(log=print) -> None:
+    from analytics.tracker import ByteTracker
+    from calibration.tracking_accuracy import detect_set, evaluate
+    from export.demo_model import demo_onnx
+    from runtimes.loader import load_detector
+
+    detector = load_detector(demo_onnx(verbose=False), score_threshold=0.05)
+    sequences = detect_set(detector)
+    classes = len(detector.class_names)
+    log(f"3. tracking with an interval: {sum(len(s.detections) for s in sequences)} frames of the tracking set, "
+        "every frame scored (predicted ones too)")
+    log(f"   {'interval':>8}{'MOTA':>8}{'IDF1':>8}{'switches':>10}{'FP':>6}{'misses':>8}{'detector calls':>16}")
+    first = None
+    for interval in (1, 2, 4):
+        row = evaluate(sequences, interval, lambda: ByteTracker(num_classes=classes)).loc["OVERALL"]
+        first = row if first is None else first
+        calls = sum(-(-len(s.detections) // interval) for s in sequences)
+        log(f"   {interval:>8}{row['mota']:>8.3f}{row['idf1']:>8.3f}{int(row['num_switches']):>10}"
+            f"{int(row['num_false_positives']):>6}{int(row['num_misses']):>8}{calls:>16}")
+    log("   target: interval 2 within 0.03 of interval 1 in MOTA and IDF1")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=300, help="frames per cost round (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each measurement (default: %(default)s)")
-    parser.add_argument("--skip-sinks", action="store_true", help="only the per-frame cost")
+    parser.add_argument("--skip-sinks", action="store_true", help="no dead-sinks comparison (part 2)")
+    parser.add_argument("--skip-intervals", action="store_true", help="no tracking with an interval (part 3)")
     args = parser.parse_args()
     cost(args.frames, args.rounds)
     if not args.skip_sinks:
         sinks_fps(args.rounds)
+    if not args.skip_intervals:
+        intervals()
 
 
 if __name__ == "__main__":
