@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from analytics.zone_file import MAX_DEPTH, MAX_FILE_BYTES, StreamZones, parse_zones
+from boxconfig.config import BoxConfig, to_data
 from boxconfig.problems import line, raise_if_any
 from runtimes.data_file import parse_json, parse_yaml
 from runtimes.data_path import KeyPath
@@ -53,15 +54,28 @@ def check_zone_sections(data: Dict[str, Any], label: str, base_dir: Path) -> Lis
     return problems
 
 
-def stream_zones(data: Dict[str, Any], label: str, base_dir: Path, class_names: Sequence[str]
-                 ) -> Dict[str, StreamZones]:
-    """{stream name: its zones and lines} from every section, with the model's classes; a ConfigError lists
-    every section's problem and each name given to two zones or lines of one stream."""
+def zones_of_model(config: BoxConfig, model: str, class_names: Sequence[str], label: str
+                   ) -> Dict[str, StreamZones]:
+    """{stream name: its zones and lines} for the streams of ``model``, checked with its classes (the camera
+    calls this once the model is loaded); a ConfigError lists every problem."""
+    return stream_zones(to_data(config), label, config.base_dir, class_names,
+                        [s.name for s in config.streams_of(model)])
+
+
+def stream_zones(data: Dict[str, Any], label: str, base_dir: Path, class_names: Sequence[str],
+                 only: Optional[Sequence[str]] = None) -> Dict[str, StreamZones]:
+    """{stream name: its zones and lines} from every section, with the model's classes, for the streams
+    ``only`` (default: all); a ConfigError lists every section's problem and each name given to two zones or
+    lines of one stream."""
     merged: Dict[str, StreamZones] = {}
     problems: List[str] = []
+    every = [s["name"] for s in data.get("streams", [])]
     for at, value, names in sections(data, label):
+        names = [n for n in names if only is None or n in only]
+        if not names:
+            continue
         try:
-            content = _content(value, at, base_dir)
+            content = _without_others(_content(value, at, base_dir), set(every) - set(names))
             parsed = parse_zones(content, names, class_names, _ORIGIN) if content is not None else {}
         except UserError as exc:
             problems.append(_at(at, str(exc), value))
@@ -76,6 +90,13 @@ def stream_zones(data: Dict[str, Any], label: str, base_dir: Path, class_names: 
             into.lines += zones.lines
     raise_if_any(problems)
     return merged
+
+
+def _without_others(content: Any, others: Set[str]) -> Any:
+    """A section's content without the entries of streams another model serves (checked with its classes)."""
+    if not isinstance(content, dict) or not isinstance(content.get("streams"), dict) or not others:
+        return content
+    return dict(content, streams={k: v for k, v in content["streams"].items() if k not in others})
 
 
 def _content(value: Any, at: KeyPath, base_dir: Path) -> Any:

@@ -280,3 +280,21 @@ def test_the_check_runs_on_the_device_python(tmp_path):
     assert run.returncode == 2
     assert run.stderr.splitlines() == [f"error: {path}: streams[1].sorce: unknown key; did you mean 'source'?",
                                        f"error: {path}: streams[1].source: missing; this key is required here"]
+
+
+def test_each_models_streams_get_their_zones_checked_with_that_models_classes():
+    from boxconfig.zone_sections import zones_of_model
+
+    data = good()
+    data["zones"] = {"streams": {"yard": {"lines": [{"name": "gate", "points": [[0, 0], [9, 0]],
+                                                    "classes": ["car"]}]}}}
+    config = check_config(data, "box.yaml", DEFAULTS)
+    door = zones_of_model(config, "shapes", ["background", "person"], "box.yaml")
+    assert list(door) == ["door"] and [z.name for z in door["door"].zones] == ["waiting"]
+    assert door["door"].zones[0].classes == [1] and [ln.name for ln in door["door"].lines] == ["entry"]
+    yard = zones_of_model(config, "people", ["background", "person", "car"], "box.yaml")
+    assert [ln.classes for ln in yard["yard"].lines] == [[2]]
+    with pytest.raises(ConfigError) as caught:
+        zones_of_model(config, "people", ["background", "person"], "box.yaml")
+    assert caught.value.lines == ["box.yaml: zones.streams.yard.lines[0].classes[0]: class 'car' is not among the "
+                                  "model's classes ('person'); fix the name"]
