@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 from boxconfig.problems import did_you_mean, line
 from boxconfig.schema import NAME_RULE
 from runtimes.data_path import KeyPath, describe
+from runtimes.errors import UserError
 from streams.config import NAME_PATTERN
 
 
@@ -33,6 +34,28 @@ def cross_problems(data: Any, label: str) -> List[str]:
         elif isinstance(name, str):
             first_of[name] = index
         problems += _model_problems(stream, models, at)
+    return problems + _address_problems(data, top)
+
+
+def _address_problems(data: Dict[str, Any], top: KeyPath) -> List[str]:
+    """The webhook's URL, the MQTT broker's address and the RTSP output's, by the code that checks the flags."""
+    from analytics.sinks import parse_mqtt_address
+    from analytics.webhook import check_webhook_url
+    from webview.cli import parse_rtsp_out
+
+    sinks = data.get("sinks") if isinstance(data.get("sinks"), dict) else {}
+    webview = data.get("webview") if isinstance(data.get("webview"), dict) else {}
+    mqtt = sinks.get("mqtt") if isinstance(sinks.get("mqtt"), dict) else {}
+    problems = []
+    for at, value, check in ((top.key("sinks").key("webhook"), sinks.get("webhook"), check_webhook_url),
+                             (top.key("sinks").key("mqtt").key("broker"), mqtt.get("broker"), parse_mqtt_address),
+                             (top.key("webview").key("rtsp_out"), webview.get("rtsp_out"), parse_rtsp_out)):
+        if isinstance(value, str):
+            try:
+                check(value)
+            except UserError as exc:  # "--webhook URL: problem": the key path says where instead
+                text = str(exc)
+                problems.append(line(at, text.split(": ", 1)[1] if text.startswith("--") and ": " in text else text))
     return problems
 
 

@@ -45,8 +45,8 @@ def effective_config(file_data: Any, given: Mapping[str, Any], label: str, defau
     schema = box_schema(dict(defaults))
     if file_data is None:
         file_data, label = {"models": {}, "streams": []}, "flags"
-    elif not isinstance(file_data, dict):
-        checked_data(file_data, label, defaults, base_dir)  # raises: not an object
+    else:  # the file's own problems first, as they are written (the flags then go into a sound structure)
+        checked_data(file_data, label, defaults, base_dir)
     data, set_by = apply_flags(with_defaults(file_data, schema), given, schema)
     try:
         return from_data(checked_data(data, label, defaults, base_dir), base_dir)

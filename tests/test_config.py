@@ -298,3 +298,22 @@ def test_each_models_streams_get_their_zones_checked_with_that_models_classes():
         zones_of_model(config, "people", ["background", "person"], "box.yaml")
     assert caught.value.lines == ["box.yaml: zones.streams.yard.lines[0].classes[0]: class 'car' is not among the "
                                   "model's classes ('person'); fix the name"]
+
+
+def test_a_bad_file_under_flags_is_reported_as_the_file_says():
+    with pytest.raises(ConfigError) as caught:
+        effective_config({"streams": "cam"}, given_flags(PARSER, ["--score-threshold", "0.3"]), "box.yaml", DEFAULTS)
+    assert caught.value.lines == ["box.yaml: models: missing; this key is required here",
+                                  "box.yaml: streams: give a list (got 'cam')"]
+
+
+def test_addresses_are_checked_by_the_code_that_checks_the_flags():
+    data = good()
+    data["sinks"]["webhook"] = "ftp://hooks/events"
+    data["sinks"]["mqtt"]["broker"] = "broker:99999/cams"
+    data["webview"]["rtsp_out"] = "8554/a b"
+    lines = problems(data)
+    assert "box.yaml: sinks.webhook: not an http:// or https:// URL; give one like http://127.0.0.1:8080/events" \
+        in lines
+    assert "box.yaml: sinks.mqtt.broker: port '99999' is not a number in 1..65535; give HOST:PORT/TOPIC" in lines
+    assert "box.yaml: webview.rtsp_out: the path may hold letters, digits and . _ ~ - / only" in lines
