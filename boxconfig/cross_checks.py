@@ -43,9 +43,8 @@ def _address_problems(data: Dict[str, Any], top: KeyPath) -> List[str]:
     from analytics.webhook import check_webhook_url
     from webview.cli import parse_rtsp_out
 
-    sinks = data.get("sinks") if isinstance(data.get("sinks"), dict) else {}
-    webview = data.get("webview") if isinstance(data.get("webview"), dict) else {}
-    mqtt = sinks.get("mqtt") if isinstance(sinks.get("mqtt"), dict) else {}
+    sinks, webview = _mapping(data.get("sinks")), _mapping(data.get("webview"))
+    mqtt = _mapping(sinks.get("mqtt"))
     problems = []
     for at, value, check in ((top.key("sinks").key("webhook"), sinks.get("webhook"), check_webhook_url),
                              (top.key("sinks").key("mqtt").key("broker"), mqtt.get("broker"), parse_mqtt_address),
@@ -80,6 +79,10 @@ def _model_problems(stream: Dict[str, Any], models: Dict[str, Any], at: KeyPath)
                                                 f"{model!r}, whose detector drops those detections first; lower "
                                                 "the model's")]
     return []
+
+
+def _mapping(value: Any) -> Dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _number(value: Any) -> bool:
