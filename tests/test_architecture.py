@@ -17,14 +17,16 @@ ALLOWED: Dict[str, Set[str]] = {
     "webview": {"runtimes"},
     "calibration": {"runtimes", "analytics"},  # the tracking metric runs the tracker
     "streams": {"runtimes", "calibration"},
+    "recording": {"runtimes", "analytics"},
+    "service": {"runtimes"},
     "model": {"runtimes"},
     "export": {"runtimes", "calibration", "model"},
     "quantization": {"runtimes", "calibration", "model", "export"},
     "build": {"runtimes", "calibration", "model", "export", "quantization"},
     "benchmarking": {"runtimes", "calibration", "model", "export", "quantization", "build"},
     "serving": {"runtimes"},
-    "apps": {"runtimes", "calibration", "analytics", "webview", "streams", "model", "export", "quantization", "build",
-             "benchmarking", "serving"},
+    "apps": {"runtimes", "calibration", "analytics", "webview", "streams", "recording", "service", "model", "export",
+             "quantization", "build", "benchmarking", "serving"},
 }
 MODEL = ("importers", "export.architectures", "export.checkpoint")
 BUILD = ("export.build", "export.build_request", "export.build_inputs", "export.build_outputs", "export.build_engine",
