@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "ssd300_vgg16 | ssd512_vgg16 (default: recognised; docs/checkpoints.md)")
     p.add_argument("--input-size", type=int, help="the square input size a codebase lets vary (jetson-inference's "
                                                   "--resolution for pytorch-ssd's mb1-ssd; default 300)")
+    p.add_argument("--preset", help="a codebase's named configuration where the checkpoint cannot tell it "
+                                    "(ssd.pytorch: voc | coco; docs/checkpoints.md)")
+    p.add_argument("--config", type=Path, help="the codebase's own training config file, read as data "
+                                               "(MMDetection's Python config; never executed)")
     p.add_argument("--num-classes", type=int, help="outputs incl. background (default: from --classes or "
                                                    "the checkpoint)")
     p.add_argument("--classes", type=Path, help="class names, one per line, background excluded "
@@ -304,7 +308,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         meta = convert_foreign_onnx(args.onnx_in, args.output, args.classes, args.mean, args.std,
                                     arch=args.arch or "external-ssd", **thresholds)
     else:
-        options = ImportOptions(arch=args.arch, input_size=args.input_size)
+        options = ImportOptions(arch=args.arch, input_size=args.input_size, preset=args.preset,
+                                config=args.config)
         meta = export_checkpoint(args.checkpoint, args.arch, args.output, args.num_classes, args.classes,
                                  args.dynamic_batch, args.allow_pickle, args.opset, options, **thresholds)
     print(f"wrote {args.output}: {meta.arch}, input {meta.input_width}x{meta.input_height} {meta.channel_order}, "
