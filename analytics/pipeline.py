@@ -68,18 +68,21 @@ class Analytics:
         return list(self._streams)
 
     def process(self, stream: str, record: Dict[str, Any], detections: Any, frame: Optional[np.ndarray],
-                draw: bool = True) -> None:
+                draw: bool = True, detected: bool = True) -> None:
         """Track and count one frame of ``stream``.
 
         Adds ``record["tracks"]`` ([{"id", "label", "name", "score", "box": [x1, y1, x2, y2]}]) and
         ``record["events"]`` (event dicts, see :mod:`analytics.events`), hands the events to the sinks and,
         when ``frame`` (H, W, 3 uint8 BGR) is given and ``draw``, draws tracks, zones and counts on it.
         ``record`` needs "frame" (index) and "timestamp" (s); ``detections`` is a runtimes Detections.
+        A frame the detector did not see (``detected`` False: ``--interval``, ``--motion``) moves the tracks
+        by the tracker's prediction alone; its tracks are marked ``"predicted": true``.
         """
         state = self._streams.get(stream)
         if state is None:
             raise KeyError(f"stream {stream!r} was not among the streams analytics was made for")
-        tracks = state.tracker.update(detections.boxes, detections.scores, detections.labels)
+        tracks = (state.tracker.update(detections.boxes, detections.scores, detections.labels) if detected
+                  else state.tracker.predict())
         index, timestamp = int(record["frame"]), float(record["timestamp"])
         events: List[Event] = []
         if state.counter is not None:

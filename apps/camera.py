@@ -87,7 +87,16 @@ def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=p
         show = False
     return PipelineOptions(
         batch_timeout_s=args.batch_timeout / 1000.0, classes=keep, show=show, output=args.output, json=args.json,
-        capture=CaptureOptions(realtime=args.realtime, max_frames=args.max_frames, timeout_s=args.source_timeout))
+        capture=CaptureOptions(realtime=args.realtime, max_frames=args.max_frames, timeout_s=args.source_timeout),
+        gating=gating(args))
+
+
+def gating(args: argparse.Namespace):
+    """Which frames the detector sees (--interval, --motion*): streams/gating.py."""
+    from streams.gating import gate_options, motion_options
+
+    motion = motion_options(args.motion, args.motion_threshold, args.motion_max_skip, args.motion_mask)
+    return gate_options(args.interval or [], motion)
 
 
 def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str, Any]:
@@ -103,6 +112,7 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
     csi = CsiOptions(args.csi_sensor_mode, args.csi_width, args.csi_height, args.csi_fps, args.csi_flip)
     streams = parse_streams(stream_specs(args.source or [], args.sources), csi)  # bad sources before any work
     names = [stream.name for stream in streams]
+    gating(args).check_streams(names)
     detector, schedule = scheduled_detector(args, len(streams), log)
     analytics = view = None
     try:
@@ -123,6 +133,7 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streams.motion import MotionOptions
     from streams.scores import CAMERA_SCORE_THRESHOLD
     from streams.sources import DEFAULT_TIMEOUT_S
 
@@ -155,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"keep detections scoring above this (default: {CAMERA_SCORE_THRESHOLD}, "
                             "--track-low-score with --track; never below a threshold built into the model)")
     sched.add_argument("--keep-classes", help="comma-separated class names to keep (default: all)")
+    gate = p.add_argument_group("frames the detector sees (the tracker predicts the others, with --track)")
+    gate.add_argument("--interval", action="append", metavar="N|NAME=N",
+                      help="the detector sees every Nth frame of each stream (NAME=N: of that stream; repeatable), "
+                           "streams staggered so its load stays flat (default: 1, every frame)")
+    gate.add_argument("--motion", action="store_true",
+                      help="detect only frames with motion (a frame difference on a small grey copy), and at least "
+                           "every --motion-max-skip frames; motion boxes in the JSON lines")
+    gate.add_argument("--motion-threshold", type=int, metavar="LEVELS",
+                      help=f"grey levels (1-255) a pixel must change by to move (default: {MotionOptions.threshold})")
+    gate.add_argument("--motion-max-skip", type=int, metavar="K",
+                      help=f"detect at least every K frames whatever moves (default: {MotionOptions.max_skip})")
+    gate.add_argument("--motion-mask", metavar="'x,y x,y x,y; ...'",
+                      help="polygons in the frame's pixels where motion is ignored (checked against each stream's "
+                           "first frame)")
     out = p.add_argument_group("outputs")
     out.add_argument("--headless", action="store_true", help="no window (default: a mosaic of all streams when a "
                                                              "display exists)")
@@ -176,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_at_start(args: argparse.Namespace) -> None:
-    """Output paths (a folder, FIFO or device is refused: runtimes/atomic.py) and the analytics' checks that
-    need no model, before the model or a stream is opened."""
+    """Output paths (a folder, FIFO or device is refused: runtimes/atomic.py), --interval and --motion*, and
+    the analytics' checks that need no model, before the model or a stream is opened."""
     from analytics.cli import check_at_start as check_analytics_at_start
     from runtimes.atomic import check_output_path
     from streams.outputs import VIDEO_SUFFIXES
@@ -187,6 +212,7 @@ def check_at_start(args: argparse.Namespace) -> None:
     if args.output and args.output.suffix.lower() in VIDEO_SUFFIXES:  # (a folder of videos is checked at open)
         check_output_path(args.output, "--output")
     check_analytics_at_start(args)
+    gating(args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -4,7 +4,7 @@ from the scheduler to the stream's output."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -32,8 +32,12 @@ class Frame:
 @dataclass
 class FrameResult:
     """A frame and what the detector found in it; ``timings`` are seconds by stage ("capture",
-    "preprocess", "inference", "postprocess"; the output adds "draw")."""
+    "preprocess", "inference", "postprocess"; the output adds "draw"). ``detected`` is False for a frame
+    the detector did not see (``--interval``, ``--motion``: no detections, the tracker predicts); ``motion``
+    the motion test's boxes, (K, 4) float32 frame pixels, when it looked at the frame."""
 
     frame: Frame
     detections: Detections
     timings: Dict[str, float]
+    detected: bool = True
+    motion: Optional[np.ndarray] = None

@@ -25,7 +25,8 @@ from runtimes.detections import Detections
 from runtimes.detector import Detector
 from runtimes.errors import UserError
 from streams.capture import CaptureOptions, StreamCapture, StreamSource
-from streams.frame import FrameResult
+from streams.frame import Frame, FrameResult
+from streams.gating import Decision, FrameGate, GateOptions
 from streams.outputs import VideoOutput, video_paths
 from streams.scheduler import BatchScheduler, Schedule
 from streams.stats import StreamStats, percentile
@@ -48,7 +49,7 @@ class Analytics(Protocol):
     with ``draw``, draws them on the frame."""
 
     def process(self, stream: str, record: Dict[str, Any], detections: Detections, frame: np.ndarray,
-                draw: bool = True) -> None: ...
+                draw: bool = True, detected: bool = True) -> None: ...
 
     def counts(self, stream: str) -> Dict[str, Any]: ...
 
@@ -60,6 +61,7 @@ class PipelineOptions:
     batch_timeout_s: float = 0.010  # how long a round waits for slower streams
     classes: Optional[List[str]] = None  # class names to keep (None: all)
     capture: CaptureOptions = field(default_factory=CaptureOptions)
+    gating: GateOptions = field(default_factory=GateOptions)  # which frames the detector sees
     show: bool = False
     output: Optional[Path] = None
     json: Optional[Path] = None
@@ -74,6 +76,7 @@ class StreamOutput:
     def __init__(self, name: str, pipeline: "Pipeline", video: Optional[VideoOutput], threaded: bool) -> None:
         self.name, self.pipeline, self.video = name, pipeline, video
         self.stats = StreamStats(name)
+        self.detected = 0  # frames the detector saw (the others: --interval, --motion)
         self.queue: "queue.Queue[Optional[FrameResult]]" = queue.Queue(maxsize=4)  # None: the end
         self.latest: Optional[np.ndarray] = None  # the last annotated frame, for the display
         self.thread = threading.Thread(target=self._run, name=f"output-{name}", daemon=True) if threaded else None
@@ -116,8 +119,13 @@ class StreamOutput:
         image = frame.image
         record: Dict[str, Any] = {"stream": self.name, "frame": frame.index, "timestamp": round(frame.timestamp, 6),
                                   "detections": detections.to_list()}
+        self.detected += result.detected
+        if p.gating:  # only when frames may skip the detector: other runs' lines stay as they were
+            record["detected"] = result.detected
+        if result.motion is not None:
+            record["motion"] = [[round(float(v), 1) for v in box] for box in result.motion]
         if p.analytics is not None:
-            p.analytics.process(self.name, record, detections, image, draw=p.annotate)
+            p.analytics.process(self.name, record, detections, image, draw=p.annotate, detected=result.detected)
         if p.annotate:
             draw(image, detections, self.stats.smoothed_fps, {k: 1000 * v for k, v in timings.items()})
         timings["draw"] = time.perf_counter() - started
@@ -145,6 +153,8 @@ class Pipeline:
                                                                               options, log)
         self.analytics, self.observers = analytics, list(observers)
         self.annotate = bool(options.output is not None or options.show or observers)
+        self.gating = options.gating.gates
+        self.gates: Dict[str, FrameGate] = {}
         self.captures: List[StreamCapture] = []
         self.outputs: Dict[str, StreamOutput] = {}
         self.json: Optional[JsonLines] = None
@@ -162,6 +172,10 @@ class Pipeline:
             self.stop = stop
         videos = video_paths(self.options.output, [s.name for s in self.streams])
         self.captures = [StreamCapture(stream, self.options.capture, self.log) for stream in self.streams]
+        gating = self.options.gating
+        gating.check_streams([s.name for s in self.streams])
+        self.gates = {s.name: FrameGate(gating.interval_of(s.name), k, gating.motion)
+                      for k, s in enumerate(self.streams)}
         for capture in self.captures:
             capture.start()
         # An attempt is bounded by the source's timeout (FFmpeg); a GStreamer pipeline that hangs opening
@@ -207,7 +221,8 @@ class Pipeline:
             self.stop = stop
         requests = self.detector.requests(self.schedule.depth)
         self.scheduler = BatchScheduler(self.captures, requests, self.schedule.batch, self.options.batch_timeout_s,
-                                        self._deliver, self.stop)
+                                        self._deliver, self.stop, self._decide if self.gating else None,
+                                        self.detector.class_names)
         helpers = [threading.Thread(target=self._status_loop, name="status", daemon=True)]
         if self.options.show:
             helpers.append(threading.Thread(target=self._display_loop, name="display", daemon=True))
@@ -230,6 +245,9 @@ class Pipeline:
     def fail(self, exc: BaseException) -> None:
         self.errors.append(exc)
         self.stop.set()
+
+    def _decide(self, frame: Frame) -> Decision:
+        return self.gates[frame.stream].check(frame)
 
     def _deliver(self, results: List[FrameResult]) -> None:
         for result in results:
@@ -308,6 +326,8 @@ class Pipeline:
         elapsed = self.ended - self.started
         per_stream = {c.name: self.outputs[c.name].stats.summary(elapsed, c.dropped, c.reopens)
                       for c in self.captures}
+        for name, figures in per_stream.items():
+            figures["detected_frames"] = self.outputs[name].detected
         latencies = [v for c in self.captures for v in self.outputs[c.name].stats.latencies_ms]
         frames = sum(s["frames"] for s in per_stream.values())
         summary: Dict[str, Any] = {
@@ -316,6 +336,7 @@ class Pipeline:
             "latency_p50_ms": percentile(latencies, 50), "latency_p95_ms": percentile(latencies, 95),
             "dropped_stale_frames": sum(s["dropped_stale_frames"] for s in per_stream.values()),
             "reopens": sum(s["reopens"] for s in per_stream.values()),
+            "detected_frames": sum(s["detected_frames"] for s in per_stream.values()),
             "streams": per_stream}
         summary["schedule"] = {"batch": self.schedule.batch, "requests_in_flight": self.schedule.depth}
         summary["score_threshold"] = self.detector.score_threshold

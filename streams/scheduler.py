@@ -3,7 +3,9 @@ batch, keep requests in flight.
 
 Each round starts with the stream after the one that led the previous round, so when frames arrive faster
 than the model serves them, streams take turns (round-robin) and none starves. A round waits at most
-``batch_timeout_s`` after its first frame for the other streams' frames.
+``batch_timeout_s`` after its first frame for the other streams' frames. A frame that ``decide`` keeps from
+the detector (streams/gating.py) is handed on without detections, after every request submitted before it,
+so each stream's output gets its frames in order.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from runtimes.detections import Detections
 from runtimes.detector import Detector
 from runtimes.requests import RequestResult, Requests
 from streams.capture import StreamCapture
 from streams.frame import Frame, FrameResult
+from streams.gating import Decision
 
 
 @dataclass(frozen=True)
@@ -62,17 +66,23 @@ def plan_schedule(detector: Detector, streams: int, batch: Optional[int] = None,
 class BatchScheduler:
     """Feeds ``requests`` from ``captures`` until every stream has finished or ``stop`` is set, handing
     each finished request's frames with their detections to ``deliver`` (on this thread, in submission
-    order). Captures and requests wake it through :meth:`notify`."""
+    order). ``decide`` (None: every frame is detected) says per frame whether it goes to the detector; the
+    others are delivered with no detections of ``class_names``, marked not detected. Captures and requests
+    wake it through :meth:`notify`."""
 
     def __init__(self, captures: Sequence[StreamCapture], requests: Requests, batch: int, batch_timeout_s: float,
-                 deliver: Callable[[List[FrameResult]], None], stop: threading.Event) -> None:
+                 deliver: Callable[[List[FrameResult]], None], stop: threading.Event,
+                 decide: Optional[Callable[[Frame], Decision]] = None, class_names: Sequence[str] = ()) -> None:
         self.captures = list(captures)
         self.requests, self.batch, self.batch_timeout_s = requests, batch, batch_timeout_s
-        self.deliver, self.stop = deliver, stop
+        self.deliver, self.stop, self.decide = deliver, stop, decide
+        self.nothing = Detections.empty(class_names)
+        # Frames kept from the detector, by the tag of the last request submitted before them (-1: none).
+        self._held: Dict[int, List[FrameResult]] = {}
         self.wake = threading.Condition()
         requests.on_settled = self.notify
         self._start = 0  # the stream that leads the next round
-        self._in_flight: Dict[int, List[Frame]] = {}  # each submitted request's frames, by its tag
+        self._in_flight: Dict[int, List[Tuple[Frame, Decision]]] = {}  # each submitted request's frames, by its tag
         self.batches = 0
         self.frames = 0
 
@@ -87,15 +97,34 @@ class BatchScheduler:
                 self._hand_on()
                 if all(c.finished for c in self.captures):
                     break
-                frames = self._gather()
+                frames = self._to_detect(self._gather())
                 if frames:
                     self._in_flight[self.batches] = frames
-                    self.requests.submit([f.image for f in frames], tag=self.batches)
+                    self.requests.submit([f.image for f, _ in frames], tag=self.batches)
                     self.batches += 1
                     self.frames += len(frames)
         finally:
             for result in self.requests.close():
                 self._hand_over(result)
+            for tag in sorted(self._held):  # (a request that failed leaves its followers here)
+                self.deliver(self._held.pop(tag))
+
+    def _to_detect(self, frames: List[Frame]) -> List[Tuple[Frame, Decision]]:
+        """The frames ``decide`` sends to the detector; the others are handed on (or held behind the requests
+        in flight, whose frames come first)."""
+        chosen: List[Tuple[Frame, Decision]] = []
+        for frame in frames:
+            decision = self.decide(frame) if self.decide is not None else Decision(True)
+            if decision.detect:
+                chosen.append((frame, decision))
+                continue
+            result = FrameResult(frame, self.nothing, {"capture": frame.read_s}, detected=False,
+                                 motion=decision.motion)
+            if self._in_flight:
+                self._held.setdefault(self.batches - 1, []).append(result)
+            else:
+                self.deliver([result])
+        return chosen
 
     def _hand_on(self) -> None:
         for result in self.requests.results():
@@ -103,8 +132,12 @@ class BatchScheduler:
 
     def _hand_over(self, result: RequestResult) -> None:
         frames = self._in_flight.pop(result.tag)
-        self.deliver([FrameResult(frame, detections, dict(capture=frame.read_s, **result.timings))
-                      for frame, detections in zip(frames, result.detections)])
+        self.deliver([FrameResult(frame, detections, dict(capture=frame.read_s, **result.timings),
+                                  motion=decision.motion)
+                      for (frame, decision), detections in zip(frames, result.detections)])
+        held = self._held.pop(result.tag, None)
+        if held:
+            self.deliver(held)
 
     def _wait(self, timeout: float, enough: Callable[[], bool]) -> None:
         with self.wake:  # the check is made under the lock notify() takes: no wake-up is lost
