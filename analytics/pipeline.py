@@ -8,7 +8,7 @@ threads at once); :meth:`Analytics.counts` may be called from any thread (the we
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class Analytics:
         return list(self._streams)
 
     def process(self, stream: str, record: Dict[str, Any], detections: Any, frame: Optional[np.ndarray],
-                draw: bool = True, detected: bool = True) -> None:
+                draw: bool = True, detected: bool = True, size: Optional[Tuple[int, int]] = None) -> None:
         """Track and count one frame of ``stream``.
 
         Adds ``record["tracks"]`` ([{"id", "label", "name", "score", "box": [x1, y1, x2, y2]}]) and
@@ -76,7 +76,9 @@ class Analytics:
         when ``frame`` (H, W, 3 uint8 BGR) is given and ``draw``, draws tracks, zones and counts on it.
         ``record`` needs "frame" (index) and "timestamp" (s); ``detections`` is a runtimes Detections.
         A frame the detector did not see (``detected`` False: ``--interval``, ``--motion``) moves the tracks
-        by the tracker's prediction alone; its tracks are marked ``"predicted": true``.
+        by the tracker's prediction alone; its tracks are marked ``"predicted": true``. ``size``: the
+        (width, height) the detections' pixels refer to (the source's, when the frame was scaled in decoding);
+        default the frame's.
         """
         state = self._streams.get(stream)
         if state is None:
@@ -86,7 +88,7 @@ class Analytics:
         index, timestamp = int(record["frame"]), float(record["timestamp"])
         events: List[Event] = []
         if state.counter is not None:
-            size = (frame.shape[1], frame.shape[0]) if frame is not None else (1, 1)
+            size = size or ((frame.shape[1], frame.shape[0]) if frame is not None else (1, 1))
             with self._lock:
                 events = state.counter.update(index, timestamp, tracks, size)
                 if self.counts_every_s > 0:

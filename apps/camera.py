@@ -87,7 +87,8 @@ def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=p
         show = False
     return PipelineOptions(
         batch_timeout_s=args.batch_timeout / 1000.0, classes=keep, show=show, output=args.output, json=args.json,
-        capture=CaptureOptions(realtime=args.realtime, max_frames=args.max_frames, timeout_s=args.source_timeout),
+        capture=CaptureOptions(realtime=args.realtime, max_frames=args.max_frames, timeout_s=args.source_timeout,
+                               decode=True),
         gating=gating(args))
 
 

@@ -17,12 +17,23 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from runtimes.errors import UserError
 from streams.config import StreamSpec
 from streams.frame import Frame
-from streams.sources import DEFAULT_TIMEOUT_S, CsiOptions, FrameReader, SourceSpec, open_reader, parse_source
+from streams.sources import (
+    DEFAULT_TIMEOUT_S,
+    CsiOptions,
+    FrameReader,
+    PlannedSource,
+    SourceSpec,
+    open_reader,
+    parse_source,
+    plan_source,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,10 @@ class CaptureOptions:
     max_frames: int = 0
     timeout_s: float = DEFAULT_TIMEOUT_S
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Decoding plans (streams/decoding.py) for files and rtsp:// on a GStreamer OpenCV, frames scaled to
+    # decode_size before Python (None: the full frame, for outputs that draw).
+    decode: bool = False
+    decode_size: Optional[Tuple[int, int]] = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,7 @@ class StreamCapture:
         self._start: Optional[float] = None  # when the stream first opened: frame timestamps count from here
         self._last_frame = 0.0
         self._next_index = 0  # the stream's number for the next reader's first frame
+        self._planned: Optional[PlannedSource] = None  # the source with its decoding plans, made once
 
     def start(self) -> None:
         self._thread.start()
@@ -152,8 +168,11 @@ class StreamCapture:
 
     def _open(self) -> Optional[FrameReader]:
         try:
-            reader: Optional[FrameReader] = open_reader(self.source, self.options.realtime, self.options.timeout_s,
-                                                        self.log)
+            if self._planned is None:  # probing may take the timeout: on this thread, once
+                self._planned = (plan_source(self.source, self.options.decode_size, self.options.timeout_s)
+                                 if self.options.decode else PlannedSource(self.source, None))
+            reader: Optional[FrameReader] = open_reader(self._planned.spec, self.options.realtime,
+                                                        self.options.timeout_s, self.log)
         except UserError as exc:
             self.error, reader = str(exc), None
         if reader is not None:
@@ -176,7 +195,7 @@ class StreamCapture:
             last, image = got
             now = time.monotonic()
             frame = Frame(self.name, self._next_index + last, now - self._start, image, now,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, self._source_size(image))
             if not self._offer(frame):
                 return True
             self.frames_read += 1
@@ -184,6 +203,11 @@ class StreamCapture:
                 return True
         self._next_index += last + 1
         return self._stop.is_set() or not self.live
+
+    def _source_size(self, image: np.ndarray) -> Optional[Tuple[int, int]]:
+        """The probed source size when ``image`` was scaled to another (a plan opened, not a fallback)."""
+        size = self._planned.size if self._planned is not None else None
+        return size if size is not None and size != (image.shape[1], image.shape[0]) else None
 
     def _offer(self, frame: Frame) -> bool:
         """Put ``frame`` in the slot: a live frame replaces an untaken one, a file frame waits for it to be

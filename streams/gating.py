@@ -116,7 +116,7 @@ class FrameGate:
         if self.motion is None:
             return Decision(True)
         try:
-            verdict = self.motion.check(frame.image)
+            verdict = self.motion.check(frame.image, frame.source_size)
         except UserError as exc:  # a mask outside the frame: known at the stream's first frame
             raise UserError(f"stream {frame.stream}: {exc}") from None
         return Decision(verdict.detect, verdict.boxes)

@@ -98,11 +98,13 @@ class MotionGate:
         self._frame_size: Optional[Tuple[int, int]] = None
         self._since_detection = 0
 
-    def check(self, frame: np.ndarray) -> MotionResult:
-        """(H, W, 3) BGR or (H, W) grey uint8 frame -> :class:`MotionResult`; the first frame sets the size."""
+    def check(self, frame: np.ndarray, size: Optional[Tuple[int, int]] = None) -> MotionResult:
+        """(H, W, 3) BGR or (H, W) grey uint8 frame -> :class:`MotionResult`; the first frame sets the size.
+        ``size``: the source's (width, height) when the frame was scaled in decoding (the mask's and the
+        boxes' pixels); default the frame's own."""
         import cv2
 
-        height, width = frame.shape[:2]
+        width, height = size or (frame.shape[1], frame.shape[0])
         if self._frame_size is None:
             self._start((width, height))
         elif self._frame_size != (width, height):

@@ -11,12 +11,13 @@ behind after :data:`CLOSE_WAIT_S`).
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -25,7 +26,8 @@ from runtimes.detections import Detections
 from runtimes.detector import Detector
 from runtimes.errors import UserError
 from streams.capture import CaptureOptions, StreamCapture, StreamSource
-from streams.frame import Frame, FrameResult
+from streams.decoding import decode_size
+from streams.frame import Frame, FrameResult, in_source_pixels
 from streams.gating import Decision, FrameGate, GateOptions
 from streams.outputs import VideoOutput, video_paths
 from streams.scheduler import BatchScheduler, Schedule
@@ -49,7 +51,7 @@ class Analytics(Protocol):
     with ``draw``, draws them on the frame."""
 
     def process(self, stream: str, record: Dict[str, Any], detections: Detections, frame: np.ndarray,
-                draw: bool = True, detected: bool = True) -> None: ...
+                draw: bool = True, detected: bool = True, size: Optional[Tuple[int, int]] = None) -> None: ...
 
     def counts(self, stream: str) -> Dict[str, Any]: ...
 
@@ -112,7 +114,8 @@ class StreamOutput:
         from streams.overlay import draw
 
         p = self.pipeline
-        frame, detections, timings = result.frame, result.detections, result.timings
+        frame, timings = result.frame, result.timings
+        detections = in_source_pixels(result.detections, frame)
         if p.options.classes:
             detections = detections.filter(classes=p.options.classes)
         started = time.perf_counter()
@@ -125,7 +128,8 @@ class StreamOutput:
         if result.motion is not None:
             record["motion"] = [[round(float(v), 1) for v in box] for box in result.motion]
         if p.analytics is not None:
-            p.analytics.process(self.name, record, detections, image, draw=p.annotate, detected=result.detected)
+            p.analytics.process(self.name, record, detections, image, draw=p.annotate, detected=result.detected,
+                                size=frame.size)
         if p.annotate:
             draw(image, detections, self.stats.smoothed_fps, {k: 1000 * v for k, v in timings.items()})
         timings["draw"] = time.perf_counter() - started
@@ -171,7 +175,7 @@ class Pipeline:
         if stop is not None:
             self.stop = stop
         videos = video_paths(self.options.output, [s.name for s in self.streams])
-        self.captures = [StreamCapture(stream, self.options.capture, self.log) for stream in self.streams]
+        self.captures = [StreamCapture(stream, self._capture_options(), self.log) for stream in self.streams]
         gating = self.options.gating
         gating.check_streams([s.name for s in self.streams])
         self.gates = {s.name: FrameGate(gating.interval_of(s.name), k, gating.motion)
@@ -191,6 +195,13 @@ class Pipeline:
                                                       if path is not None else None, threaded=self.annotate)
         if self.options.json is not None:
             self.json = JsonLines(self.options.json)
+
+    def _capture_options(self) -> CaptureOptions:
+        """The capture options with the size decoding plans scale to: the model's input, or the full frame
+        when an output draws (streams/decoding.decode_size)."""
+        model = (self.detector.meta.input_width, self.detector.meta.input_height)
+        size = decode_size(model, [None] if self.annotate else [])
+        return dataclasses.replace(self.options.capture, decode_size=size)
 
     def _report_opened(self) -> None:
         """Log each stream's first attempt; UserError (captures closed) when every stream failed it."""

@@ -139,6 +139,35 @@ def parse_source(text: str, csi: Optional[CsiOptions] = None, gstreamer: Optiona
     return SourceSpec(text, False, [(f"video file {text}", (text,))])
 
 
+@dataclass(frozen=True)
+class PlannedSource:
+    """A source with the decoding plans tried first (streams/decoding.py): ``spec`` with them in its attempts,
+    ``size`` the source's (width, height) as probed (None: not known, so frames are not scaled)."""
+
+    spec: SourceSpec
+    size: Optional[Tuple[int, int]]
+
+
+def plan_source(spec: SourceSpec, size: Optional[Tuple[int, int]], timeout_s: float = DEFAULT_TIMEOUT_S,
+                elements: Optional[frozenset] = None) -> PlannedSource:
+    """A file or ``rtsp://`` source on a GStreamer OpenCV with :func:`streams.decoding.decode_attempts` before
+    its own attempts: the cheapest decoder, frames scaled to ``size`` (None: full frame) in the pipeline. The
+    source's size comes from a probe; when it cannot be probed, the frames are decoded at full size (boxes
+    could not be given in the source's pixels otherwise). Other sources come back as they are."""
+    import cv2
+
+    from streams.decoding import DecodeRequest, available_elements, decode_attempts, probe_source
+
+    is_file = not spec.live and spec.folder is None
+    if not (is_file or re.match(r"rtsps?://", spec.text)) or not has_gstreamer():
+        return PlannedSource(spec, None)
+    probe = probe_source(spec.text, timeout_s)
+    request = DecodeRequest(spec.text, probe.codec, size if probe.size is not None else None)
+    plans = decode_attempts(request, available_elements() if elements is None else elements)
+    attempts = [(plan.reason, (plan.launch, cv2.CAP_GSTREAMER)) for plan in plans]
+    return PlannedSource(SourceSpec(spec.text, spec.live, attempts + spec.attempts, spec.folder), probe.size)
+
+
 class FrameReader:
     """Base class: ``read()`` returns the next :data:`Read` or None at the end (or when a live source fails);
     ``close()`` releases it. ``description`` says what was opened, ``fps`` its frame rate (30 when live)."""

@@ -255,3 +255,89 @@ def test_bad_sources_are_refused_by_stream_before_anything_opens(tmp_path):
     with pytest.raises(UserError, match=r"^stream door: --source csi://front: a CSI camera is csi://N"):
         parse_streams(specs, CsiOptions())
     assert parse_streams(specs[:1], CsiOptions())[0].source.folder == tmp_path
+
+
+# -- decoding plans in the capture layer, under the system Python (OpenCV 4.6 with GStreamer) ----------------
+
+SCALED_CAPTURE = """
+import json, os, sys, time
+sys.path.insert(0, ROOT)
+import numpy as np
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+from streams.capture import CaptureOptions, StreamCapture, StreamSource
+from streams.sources import has_gstreamer, parse_source
+if not has_gstreamer():
+    print(json.dumps({"gstreamer": False})); raise SystemExit
+Gst.init(None)
+if Gst.ElementFactory.find("x264enc") is None:
+    print(json.dumps({"gstreamer": True, "x264enc": False})); raise SystemExit
+video = os.path.join(out, "shapes.mp4")
+pipe = Gst.parse_launch(f"multifilesrc location={frames_dir}/%06d.jpg index=1 caps=image/jpeg,framerate=15/1 ! "
+                        f"jpegdec ! videoconvert ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! "
+                        f"mp4mux ! filesink location={video}")
+pipe.set_state(Gst.State.PLAYING)
+pipe.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+pipe.set_state(Gst.State.NULL)
+capture = StreamCapture(StreamSource("cam", parse_source(video)), CaptureOptions(decode=True, decode_size=(320, 320)),
+                        log=lambda line: None)
+capture.start()
+frames, deadline = [], time.monotonic() + 60
+while capture.state != "ended" or capture.has_frame:
+    frame = capture.take()
+    if frame is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    else:
+        frames.append(frame)
+capture.close()
+np.save(os.path.join(out, "scaled.npy"), np.stack([f.image for f in frames]))
+print(json.dumps({"gstreamer": True, "x264enc": True, "video": video, "description": capture.description,
+                  "indices": [f.index for f in frames], "shapes": sorted({f.image.shape for f in frames}),
+                  "source_sizes": sorted({f.source_size for f in frames}, key=str)}))
+"""
+
+
+def test_a_file_is_decoded_scaled_by_its_plan_and_detections_come_back_in_the_sources_pixels(tmp_path, demo_model):
+    import numpy as np
+
+    from calibration.synthetic_tracks import ensure_tracking_set
+    from streams.frame import Frame, in_source_pixels
+    from tests.matching import box_iou
+    from tests.system_python import run_system_python
+
+    sequence = sorted(p for p in ensure_tracking_set().iterdir() if (p / "img1").is_dir())[0]
+    code = f"ROOT, frames_dir, out = {str(ROOT)!r}, {str(sequence / 'img1')!r}, {str(tmp_path)!r}\n" + SCALED_CAPTURE
+    result = run_system_python(code, "python3-gi python3-opencv gstreamer1.0-plugins-ugly gstreamer1.0-libav",
+                               timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    if not info["gstreamer"] or not info["x264enc"]:
+        pytest.skip("the system Python's OpenCV has no GStreamer, or GStreamer no x264enc")
+    count = len(list((sequence / "img1").glob("*.jpg")))
+    assert info["indices"] == list(range(count))  # a file loses no frame through its plan
+    assert info["shapes"] == [[320, 320, 3]] and info["source_sizes"] == [[480, 360]]  # scaled before Python
+    assert "H.264" in info["description"] and "scaled to 320x320" in info["description"]  # the plan's line
+
+    _, onnx_path, _ = demo_model
+    detector = load_detector(onnx_path, score_threshold=0.5)
+    scaled = np.load(tmp_path / "scaled.npy")
+    full = cv2.VideoCapture(info["video"])
+    strong = matched_back = matched_raw = 0
+    for image in scaled[:30]:
+        ok, original = full.read()
+        assert ok and original.shape == (360, 480, 3)
+        reference = detector(original)
+        got = detector(image)
+        back = in_source_pixels(got, Frame("cam", 0, 0.0, image, 0.0, 0.0, (480, 360)))
+        strong += len(reference)
+        if len(reference) and len(got):
+            matched_back += int((box_iou(reference.boxes, back.boxes) >= 0.8).any(axis=1).sum())
+            matched_raw += int((box_iou(reference.boxes, got.boxes) >= 0.8).any(axis=1).sum())
+    assert strong >= 30  # the shapes are found
+    # The scaled frame's boxes, in the source's pixels, are the full frame's; left in the scaled frame's
+    # pixels (the control) they are not.
+    assert matched_back >= 0.9 * strong, (strong, matched_back, matched_raw)
+    assert matched_raw <= 0.2 * strong, (strong, matched_back, matched_raw)
