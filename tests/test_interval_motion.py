@@ -162,3 +162,26 @@ def test_a_motion_mask_outside_the_frame_stops_at_the_streams_first_frame_in_one
     line = one_line_error(run_app("--model", onnx_path, "--source", video, "--headless", "--motion",
                                   "--motion-mask", "0,0 400,0 400,40; 10,10 20,10 20,20"))
     assert "stream cam0: --motion-mask: point (400, 0) is outside the 320x240 frame" in line
+
+
+def test_the_motion_gate_on_a_frame_scaled_in_decoding_speaks_the_sources_pixels():
+    from runtimes.errors import UserError
+    from streams.motion import MotionGate, MotionOptions
+
+    frames, _ = static_and_moving_frames(12, range(4, 12), size=(480, 360))
+    mask = ((400.0, 0.0), (479.0, 0.0), (479.0, 30.0))  # inside the 480x360 source, outside a 320x320 frame
+    full = MotionGate(MotionOptions(max_skip=100, mask=(mask,)))
+    scaled = MotionGate(MotionOptions(max_skip=100, mask=(mask,)))
+    moving = 0
+    for frame in frames:
+        a = full.check(frame)
+        b = scaled.check(cv2.resize(frame, (320, 320), interpolation=cv2.INTER_AREA), size=(480, 360))
+        assert a.detect == b.detect
+        if len(a.boxes):
+            assert len(b.boxes) and np.abs(a.boxes.min(axis=0)[:2] - b.boxes.min(axis=0)[:2]).max() <= 12
+            assert np.abs(a.boxes.max(axis=0)[2:] - b.boxes.max(axis=0)[2:]).max() <= 12
+            moving += 1
+    assert moving >= 6  # the square moved on frames 4-11
+    with pytest.raises(UserError, match=r"point \(500, 0\) is outside the 480x360 frame"):
+        MotionGate(MotionOptions(mask=(((500.0, 0.0), (479.0, 0.0), (479.0, 30.0)),))).check(
+            cv2.resize(frames[0], (320, 320)), size=(480, 360))
