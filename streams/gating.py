@@ -45,6 +45,17 @@ class GateOptions:
         """Whether any frame may skip the detector."""
         return self.motion is not None or self.interval > 1 or any(n > 1 for _, n in self.per_stream)
 
+    def describe(self) -> str:
+        """One line for the start: which frames the detector sees."""
+        every = "every frame" if self.interval == 1 else f"one frame in {self.interval}"
+        words = [f"the detector sees {every} of each stream"
+                 + "".join(f" ({name}: one in {n})" for name, n in self.per_stream)]
+        if self.interval > 1 or self.per_stream:
+            words.append("staggered across streams")
+        if self.motion is not None:
+            words.append(f"with motion, and at least every {self.motion.max_skip} frames")
+        return ", ".join(words) + "; the others go to the tracker's prediction"
+
     def interval_of(self, stream: str) -> int:
         return dict(self.per_stream).get(stream, self.interval)
 

@@ -223,6 +223,8 @@ class Pipeline:
                             + "; ".join(f"{c.name}: {c.error}" for c in failures))
         self.log(f"model: {self.detector.describe()}; scores above {self.detector.score_threshold:g}; "
                  f"{self.schedule.reason}")
+        if self.gating:
+            self.log(self.options.gating.describe())
 
     def run(self, stop: Optional[threading.Event] = None) -> Dict[str, Any]:
         """Run until every stream has ended or ``stop`` is set; the summary."""

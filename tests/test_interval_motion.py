@@ -83,6 +83,7 @@ def test_interval_detects_every_nth_frame_staggered_and_the_tracker_predicts_bet
                 predicted_tracks += len(r["tracks"])
         assert predicted_tracks >= 20  # the moving shapes' tracks carry on between detections
     assert summary["detected_frames"] == 30 and summary["frames"] == 90
+    assert "the detector sees one frame in 3 of each stream, staggered across streams" in result.stdout
 
 
 def static_and_moving_frames(count: int, moving: range, size=(320, 240), square: int = 40):
@@ -185,3 +186,14 @@ def test_the_motion_gate_on_a_frame_scaled_in_decoding_speaks_the_sources_pixels
     with pytest.raises(UserError, match=r"point \(500, 0\) is outside the 480x360 frame"):
         MotionGate(MotionOptions(mask=(((500.0, 0.0), (479.0, 0.0), (479.0, 30.0)),))).check(
             cv2.resize(frames[0], (320, 320)), size=(480, 360))
+
+
+def test_a_live_stream_that_drops_the_frame_due_detects_the_next_and_keeps_its_phase():
+    from streams.frame import Frame
+    from streams.gating import FrameGate
+
+    gate = FrameGate(3, offset=1)  # stream 1 at interval 3: due on 2, 5, 8, 11, ...
+    image = np.zeros((8, 8, 3), np.uint8)
+    taken = [0, 1, 3, 4, 6, 8, 9, 13, 14, 16, 17]  # a live stream's numbers: 2, 5, 11 were dropped
+    detected = [i for i in taken if gate.check(Frame("cam1", i, 0.0, image, 0.0, 0.0)).detect]
+    assert detected == [3, 6, 8, 13, 14, 17]  # the first frame past a dropped one, then the phase again
