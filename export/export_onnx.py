@@ -23,7 +23,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 # The repository root replaces the script's own folder on the path: a module here (e.g. export/onnx_model.py)
 # must not shadow a library's top-level module of the same name (onnxruntime's quantizer imports one).
@@ -202,7 +202,6 @@ def convert_foreign_onnx(onnx_in: Path, output: Path, classes_file: Optional[Pat
     A network pytorch-ssd exports (recognised by its box count at 300x300) gets that codebase's
     normalisation, resize and post-processing; for any other, ``mean`` and ``std`` must be given."""
     import onnx
-    from onnx import version_converter
 
     from export.onnx_model import load_onnx, read_metadata, save_checked, simplify, write_metadata
     from importers.pytorch_ssd import onnx_conventions
@@ -213,26 +212,8 @@ def convert_foreign_onnx(onnx_in: Path, output: Path, classes_file: Optional[Pat
     origin = str(onnx_in)
     model = load_onnx(onnx_in)
     existing = read_metadata(model, origin)
-    graph = model.graph
-    # Old exporters list every weight as a graph input too; they are constants, not inputs.
-    weights = {init.name for init in graph.initializer}
-    images = [i for i in graph.input if i.name not in weights]
-    for info in [i for i in graph.input if i.name in weights]:
-        graph.input.remove(info)
-    if len(images) != 1:
-        raise UserError(f"{origin}: expected one image input, found {len(images)} "
-                        f"({', '.join(i.name for i in images)}); not an SSD this toolkit can adopt")
-    dims = _static_dims(images[0])
-    if len(dims) != 4 or dims[1] != 3 or not dims[2] or not dims[3]:
-        raise UserError(f"{origin}: the image input must be [B, 3, H, W] with a fixed H and W, found {dims}")
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 11:
-        try:
-            model = version_converter.convert_version(model, 13)
-            print(f"upgraded opset {opset} -> 13")
-        except Exception as exc:  # the converter raises bare RuntimeErrors
-            print(f"note: could not upgrade opset {opset} ({str(exc).splitlines()[0][:100]}); keeping it")
-    model = simplify(onnx.shape_inference.infer_shapes(model))
+    dims = _image_input_dims(model, origin)
+    model = simplify(onnx.shape_inference.infer_shapes(_upgraded(model)))
     graph = model.graph
     scores, boxes, num_classes = _pick_outputs(graph, origin)
     _rename(graph, graph.input[0].name, INPUT_NAME)
@@ -261,6 +242,38 @@ def convert_foreign_onnx(onnx_in: Path, output: Path, classes_file: Optional[Pat
     write_metadata(model, meta)
     save_checked(model, output)
     return meta
+
+
+def _image_input_dims(model: Any, origin: str) -> List[Any]:
+    """[B, 3, H, W] of the one image input (H and W fixed), after dropping the weights that old exporters list
+    as graph inputs too (they are constants, not inputs)."""
+    graph = model.graph
+    weights = {init.name for init in graph.initializer}
+    images = [i for i in graph.input if i.name not in weights]
+    for info in [i for i in graph.input if i.name in weights]:
+        graph.input.remove(info)
+    if len(images) != 1:
+        raise UserError(f"{origin}: expected one image input, found {len(images)} "
+                        f"({', '.join(i.name for i in images)}); not an SSD this toolkit can adopt")
+    dims = _static_dims(images[0])
+    if len(dims) != 4 or dims[1] != 3 or not dims[2] or not dims[3]:
+        raise UserError(f"{origin}: the image input must be [B, 3, H, W] with a fixed H and W, found {dims}")
+    return dims
+
+
+def _upgraded(model: Any) -> Any:
+    """``model`` at opset 13 when it is older than 11 (the simplifier and the runtimes need 11+), else as is."""
+    from onnx import version_converter
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset >= 11:
+        return model
+    try:
+        model = version_converter.convert_version(model, 13)
+        print(f"upgraded opset {opset} -> 13")
+    except Exception as exc:  # the converter raises bare RuntimeErrors
+        print(f"note: could not upgrade opset {opset} ({str(exc).splitlines()[0][:100]}); keeping it")
+    return model
 
 
 def _three(text: str) -> List[float]:
