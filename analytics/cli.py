@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace, stream_names: List[str], class_names: Sequence[str],
-              log=print) -> Optional[Analytics]:
+              log=print, recording: Any = None) -> Optional[Analytics]:
     """An :class:`Analytics` for the options in ``args`` (None when none was given); a UserError when one is wrong.
+    ``recording`` (recording.recorder.Recording, --record): events get their clip and snapshot before the sinks.
 
     Checks, each failing with one line: the zone file (polygons, stream and class names), the webhook URL
     (http or https), the MQTT broker (connected to now, so a wrong address fails at start, not silently later).
@@ -98,7 +99,8 @@ def from_args(args: argparse.Namespace, stream_names: List[str], class_names: Se
             sink.close(0.5)
         raise
     analytics = Analytics(stream_names, class_names, zones, sinks, events_file, options,
-                          counts_every_s=args.counts_every)
+                          counts_every_s=args.counts_every,
+                          evidence=recording.stream if recording is not None else None)
     counted = sum(len(z.zones) + len(z.lines) for z in (zones or {}).values())
     where = ", ".join(s.name for s in sinks) or "no sink"
     log(f"analytics: tracking {len(stream_names)} stream(s)"
@@ -129,8 +131,9 @@ def check_at_start(args: argparse.Namespace) -> None:
 
 
 def tracking(args: argparse.Namespace) -> bool:
-    """Whether the options ask for tracking (--track, or --zones, which implies it)."""
-    return bool(args.track or getattr(args, "zones", None))
+    """Whether the options ask for tracking (--track, or --zones or --record, which imply it: recording's
+    class triggers and snapshots follow tracks)."""
+    return bool(args.track or getattr(args, "zones", None) or getattr(args, "record", None))
 
 
 def tracker_options(args: argparse.Namespace) -> Dict[str, Any]:

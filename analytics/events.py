@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 EVENT_TYPES = ("zone_enter", "zone_leave", "dwell_exceeded", "line_crossed", "counts")
 
@@ -52,3 +52,14 @@ class Event:
             out["dwell_s"] = round(float(self.dwell_s), 6)
         out["wall_time"] = round(self.wall_time, 3)
         return out
+
+
+@dataclass(frozen=True)
+class TrackBox:
+    """A confirmed track in one frame, as evidence recorders take it (recording/): its id, class, box
+    (x1, y1, x2, y2 in the frame's pixels) and the detection's score."""
+
+    track_id: int
+    class_name: str
+    box: Tuple[float, float, float, float]
+    score: float

@@ -8,16 +8,27 @@ threads at once); :meth:`Analytics.counts` may be called from any thread (the we
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from analytics.events import Event
+from analytics.events import Event, TrackBox
 from analytics.overlay import Trails, draw_tracks, draw_zones
 from analytics.sinks import JsonLinesSink, Sink
 from analytics.tracker import ByteTracker, Tracks
 from analytics.zone_file import StreamZones
 from analytics.zones import StreamCounter
+
+
+class Evidence(Protocol):
+    """What records a stream's evidence (recording.recorder.StreamRecorder): every frame's tracks, and per
+    event the fields to add to it (``clip``, ``snapshot``) before it goes to the sinks."""
+
+    def on_frame(self, time_s: float) -> None: ...
+
+    def on_tracks(self, time_s: float, image: Any, tracks: Sequence[TrackBox]) -> None: ...
+
+    def on_event(self, event: Dict[str, Any]) -> Dict[str, str]: ...
 
 
 class _Stream:
@@ -39,13 +50,16 @@ class Analytics:
         sinks: where events go; ``events_file`` (also in ``sinks``) receives what the others could not deliver.
         tracker_options: keyword thresholds of :class:`analytics.tracker.ByteTracker`.
         counts_every_s: a "counts" event per stream every this many seconds of stream time (0: never).
+        evidence: the stream's :class:`Evidence` by name (``recording.stream``), or None: no recording.
     """
 
     def __init__(self, stream_names: Sequence[str], class_names: Sequence[str],
                  zones: Optional[Dict[str, StreamZones]] = None, sinks: Sequence[Sink] = (),
                  events_file: Optional[JsonLinesSink] = None, tracker_options: Optional[Dict[str, Any]] = None,
-                 counts_every_s: float = 60.0, trail_length: int = 20) -> None:
+                 counts_every_s: float = 60.0, trail_length: int = 20,
+                 evidence: Optional[Callable[[str], Evidence]] = None) -> None:
         self.class_names = list(class_names)
+        self.evidence = evidence
         self.sinks = list(sinks)
         self.events_file = events_file
         self.counts_every_s = counts_every_s
@@ -104,6 +118,8 @@ class Analytics:
             dicts.append(event.to_dict())
         record["tracks"] = tracks.to_list(self.class_names)
         record["events"] = dicts
+        if self.evidence is not None:
+            self._record_evidence(self.evidence(stream), timestamp, frame, record["tracks"], dicts)
         for sink in self.sinks:
             for item in dicts:
                 sink.submit(item)
@@ -111,6 +127,19 @@ class Analytics:
             self._draw(state, tracks, frame)
         else:
             state.trails.update(tracks)
+
+    @staticmethod
+    def _record_evidence(evidence: Evidence, timestamp: float, frame: Optional[np.ndarray],
+                         tracks: List[Dict[str, Any]], events: List[Dict[str, Any]]) -> None:
+        """The frame (before anything is drawn on it) and its tracks to the recorder, then each event's
+        ``clip`` and ``snapshot`` into the event (so every sink and the JSON line carry them)."""
+        if frame is None:
+            evidence.on_frame(timestamp)
+        else:
+            evidence.on_tracks(timestamp, frame, [TrackBox(t["id"], t["name"], tuple(t["box"]), t["score"])
+                                                  for t in tracks])
+        for item in events:
+            item.update(evidence.on_event(item))
 
     def _draw(self, state: _Stream, tracks: Tracks, frame: np.ndarray) -> None:
         state.trails.update(tracks)

@@ -71,7 +71,9 @@ def scheduled_detector(args: argparse.Namespace, streams: int, log=print):
     return detector, schedule
 
 
-def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=print):
+def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=print, recording=None):
+    """The pipeline's options; with ``recording`` (--record) file and rtsp:// streams are read through its tap."""
+    from recording.cli import tap_readers
     from streams.capture import CaptureOptions
     from streams.pipeline import PipelineOptions
 
@@ -88,7 +90,8 @@ def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=p
     return PipelineOptions(
         batch_timeout_s=args.batch_timeout / 1000.0, classes=keep, show=show, output=args.output, json=args.json,
         capture=CaptureOptions(realtime=args.realtime, max_frames=args.max_frames, timeout_s=args.source_timeout,
-                               decode=True),
+                               decode=True, reader_for=tap_readers(recording, args.source_timeout, log)
+                               if recording is not None else None),
         gating=gating(args))
 
 
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
     """Open the streams and the model, run until the streams end or ``stop`` is set; the summary (with the
     analytics' counts and sink figures when tracking is on)."""
     from analytics.cli import from_args as analytics_for
+    from recording.cli import from_args as recording_for
     from streams.capture import parse_streams
     from streams.config import stream_specs
     from streams.pipeline import Pipeline
@@ -115,18 +119,21 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
     names = [stream.name for stream in streams]
     gating(args).check_streams(names)
     detector, schedule = scheduled_detector(args, len(streams), log)
-    analytics = view = None
+    analytics = view = recording = None
     try:
-        analytics = analytics_for(args, names, detector.class_names, log)
+        recording = recording_for(args, names, detector.class_names, log)  # class triggers before streams open
+        analytics = analytics_for(args, names, detector.class_names, log, recording)
         view = live_view_for(args, names, log)
-        pipeline = Pipeline(detector, streams, schedule, pipeline_options(args, detector.class_names, log), log,
-                            analytics, [view] if view is not None else [])
+        options = pipeline_options(args, detector.class_names, log, recording)
+        pipeline = Pipeline(detector, streams, schedule, options, log, analytics, [view] if view is not None else [])
         pipeline.open(stop)
         summary = pipeline.run(stop)
     finally:
         if view is not None:
             view.close()
         analytics_summary = analytics.close() if analytics is not None else None
+        if recording is not None:
+            recording.close()
         detector.close()
     if analytics_summary is not None:
         summary["analytics"] = analytics_summary
@@ -194,9 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     csi.add_argument("--csi-fps", type=int, default=30, help="default: %(default)s")
     csi.add_argument("--csi-flip", type=int, default=0, help="nvvidconv flip-method (default: %(default)s)")
     from analytics.cli import add_arguments as analytics_arguments
+    from recording.cli import add_arguments as recording_arguments
     from webview.cli import add_arguments as live_view_arguments
 
     analytics_arguments(p)
+    recording_arguments(p)
     live_view_arguments(p)
     return p
 
@@ -205,6 +214,7 @@ def check_at_start(args: argparse.Namespace) -> None:
     """Output paths (a folder, FIFO or device is refused: runtimes/atomic.py), --interval and --motion*, and
     the analytics' checks that need no model, before the model or a stream is opened."""
     from analytics.cli import check_at_start as check_analytics_at_start
+    from recording.cli import check_at_start as check_recording_at_start
     from runtimes.atomic import check_output_path
     from streams.outputs import VIDEO_SUFFIXES
 
@@ -213,6 +223,7 @@ def check_at_start(args: argparse.Namespace) -> None:
     if args.output and args.output.suffix.lower() in VIDEO_SUFFIXES:  # (a folder of videos is checked at open)
         check_output_path(args.output, "--output")
     check_analytics_at_start(args)
+    check_recording_at_start(args)
     gating(args)
 
 

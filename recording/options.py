@@ -48,9 +48,10 @@ class RecordOptions:
     retention_interval_s: float = 60.0
 
 
-def parse_triggers(values: Sequence[str], class_names: Iterable[str]) -> Triggers:
-    """``--record-on`` values (each may be comma-separated): "all", event types, "class:NAME"."""
-    known = set(class_names)
+def parse_triggers(values: Sequence[str], class_names: Optional[Iterable[str]]) -> Triggers:
+    """``--record-on`` values (each may be comma-separated): "all", event types, "class:NAME" (the name
+    checked against ``class_names``; None: not yet, before the model is loaded)."""
+    known = None if class_names is None else set(class_names)
     events: Set[str] = set()
     classes: Set[str] = set()
     for value in (v.strip() for text in (values or ["all"]) for v in text.split(",")):
@@ -60,7 +61,7 @@ def parse_triggers(values: Sequence[str], class_names: Iterable[str]) -> Trigger
             events.add(value)
         elif value.startswith(CLASS_PREFIX):
             name = value[len(CLASS_PREFIX):]
-            if name not in known:
+            if known is not None and name not in known:
                 raise UserError(f"--record-on {value}: the model has no class {name!r}; "
                                 f"use one of {', '.join(sorted(known)) or '(none)'}")
             classes.add(name)
@@ -101,10 +102,24 @@ def check_folder(folder: "str | Path") -> Path:
     return path
 
 
+def probe_folder(folder: "str | Path") -> None:
+    """What :func:`check_folder` refuses, found without making anything: the folder, or the nearest folder
+    above it that exists, must be a writable folder."""
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        raise UserError(f"--record {folder}: {path} exists and is not a folder; give a folder for the clips")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"--record {folder}: cannot write in {path} (permission denied); choose another folder")
+
+
 def parse_record_options(folder: "str | Path", record_on: Sequence[str], pre_s: float, post_s: float,
                          retain_days: Optional[float], retain_gb: Optional[float],
-                         class_names: Iterable[str], **more: float) -> RecordOptions:
-    """The checked options (``more``: the other fields of :class:`RecordOptions`, checked as numbers > 0)."""
+                         class_names: Optional[Iterable[str]], **more: float) -> RecordOptions:
+    """The checked options (``more``: the other fields of :class:`RecordOptions`, checked as numbers > 0).
+    ``class_names`` None: the checks that need neither the model nor a change on disk (the folder probed,
+    not made; class triggers not matched against the model's classes)."""
     for key, value in more.items():
         if not math.isfinite(value) or value <= 0:
             raise UserError(f"recording option {key} = {value}: must be a number > 0")
@@ -112,5 +127,8 @@ def parse_record_options(folder: "str | Path", record_on: Sequence[str], pre_s: 
     days, gb = _limit("--retain-days", retain_days, "days"), _limit("--retain-gb", retain_gb, "GB")
     triggers = parse_triggers(record_on, class_names)
     # the folder last: it is made when missing, which only a run that goes ahead should do
-    return RecordOptions(folder=check_folder(folder), triggers=triggers, pre_s=pre, post_s=post,
+    if class_names is None:
+        probe_folder(folder)
+    path = Path(folder) if class_names is None else check_folder(folder)
+    return RecordOptions(folder=path, triggers=triggers, pre_s=pre, post_s=post,
                          retain_days=days, retain_gb=gb, **more)

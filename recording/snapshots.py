@@ -9,20 +9,13 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from analytics.events import TrackBox
 from runtimes.atomic import atomic_write_bytes
+
+__all__ = ["CROP_MARGIN", "SnapshotPicker", "SnapshotWatch", "TrackBox", "crop_box", "write_snapshot"]
 
 Box = Tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
 CROP_MARGIN = 0.25  # of the box's width and height on each side: the crop shows what is around the object
-
-
-@dataclass(frozen=True)
-class TrackBox:
-    """A confirmed track in one frame: its id, class, box and the detection's score."""
-
-    track_id: int
-    class_name: str
-    box: Box
-    score: float
 
 
 @dataclass

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
@@ -210,3 +210,32 @@ class EncodedTap:
 
     def close(self) -> None:
         self.pipeline.set_state(self._Gst.State.NULL)
+
+
+class TapReader:
+    """An :class:`EncodedTap` as a capture layer's reader (streams/capture.py): ``read()`` gives (index, BGR
+    image) or None (the end, an error, ``timeout_s`` without a frame), ``time_s`` the last frame's stream time
+    (its unit's pts: the clock the recorder's units have)."""
+
+    fps = 30.0
+
+    def __init__(self, source: str, on_unit: Callable[[EncodedUnit], None], live: bool, timeout_s: float) -> None:
+        self.tap = EncodedTap(source, on_unit=on_unit, live=live)
+        self.timeout_s = timeout_s
+        self.time_s = 0.0
+        self.description = f"{source} (GStreamer: parsed once, decoded and recorded)"
+
+    def read(self) -> Optional[Tuple[int, np.ndarray]]:
+        frame = self.tap.read(self.timeout_s)
+        if frame is None:
+            return None
+        self.time_s = frame.time_s
+        return frame.index, frame.image
+
+    def close(self) -> None:
+        self.tap.close()
+
+
+def tappable(source: str, live: bool) -> bool:
+    """Whether the camera reads ``source`` through a tap with --record: a video file or an rtsp:// stream."""
+    return source.startswith(("rtsp://", "rtsps://")) or (not live and Path(source).is_file())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,6 +63,10 @@ class CaptureOptions:
     # decode_size before Python (None: the full frame, for outputs that draw).
     decode: bool = False
     decode_size: Optional[Tuple[int, int]] = None
+    # A reader in place of the usual one (recording's tap with --record, apps/camera.py): given the stream's
+    # name and source, a FrameReader-like object or None (the usual reader). A reader with ``time_s`` (the
+    # frame's stream time) gives the frames their timestamps, so events and its encoded video share a clock.
+    reader_for: Optional[Callable[[str, SourceSpec], Any]] = None
 
 
 @dataclass(frozen=True)
@@ -168,11 +172,14 @@ class StreamCapture:
 
     def _open(self) -> Optional[FrameReader]:
         try:
-            if self._planned is None:  # probing may take the timeout: on this thread, once
+            special = self.options.reader_for(self.name, self.source) if self.options.reader_for else None
+            if special is not None:
+                self._planned = PlannedSource(self.source, None)
+            elif self._planned is None:  # probing may take the timeout: on this thread, once
                 self._planned = (plan_source(self.source, self.options.decode_size, self.options.timeout_s)
                                  if self.options.decode else PlannedSource(self.source, None))
-            reader: Optional[FrameReader] = open_reader(self._planned.spec, self.options.realtime,
-                                                        self.options.timeout_s, self.log)
+            reader: Optional[FrameReader] = special or open_reader(self._planned.spec, self.options.realtime,
+                                                                   self.options.timeout_s, self.log)
         except UserError as exc:
             self.error, reader = str(exc), None
         if reader is not None:
@@ -194,7 +201,9 @@ class StreamCapture:
                 break
             last, image = got
             now = time.monotonic()
-            frame = Frame(self.name, self._next_index + last, now - self._start, image, now,
+            stream_time = getattr(reader, "time_s", None)
+            timestamp = now - self._start if stream_time is None else stream_time
+            frame = Frame(self.name, self._next_index + last, timestamp, image, now,
                           time.perf_counter() - started, self._source_size(image))
             if not self._offer(frame):
                 return True
