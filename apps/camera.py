@@ -124,6 +124,8 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
         recording = recording_for(args, names, detector.class_names, log)  # class triggers before streams open
         analytics = analytics_for(args, names, detector.class_names, log, recording)
         view = live_view_for(args, names, log)
+        if view is not None and recording is not None:
+            view.add_component("recording", recording)  # /healthz says why it is paused, /metrics counts clips
         options = pipeline_options(args, detector.class_names, log, recording)
         pipeline = Pipeline(detector, streams, schedule, options, log, analytics, [view] if view is not None else [])
         pipeline.open(stop)

@@ -411,3 +411,31 @@ def test_rtsp_out_without_pygobject_says_what_to_install():
     with pytest.raises(UserError) as caught:
         from_args(parser.parse_args(["--rtsp-out", "8554/live"]), ["cam0"], log=lambda _: None)
     assert "apt install python3-gi gir1.2-gst-rtsp-server-1.0" in str(caught.value)
+
+
+class _PausedPart:
+    """A component of the box in the state a full disk leaves recording in."""
+
+    def __init__(self) -> None:
+        self.reason: "str | None" = None
+        self.clips = 0
+
+    def health(self):
+        return self.reason
+
+    def metrics(self):
+        return {"clips_written": self.clips, "recording_pauses": 1 if self.reason else 0}
+
+
+def test_a_paused_component_is_named_by_healthz_without_failing_it_and_counted_in_metrics(view):
+    part = _PausedPart()
+    view.add_component("recording", part)
+    view.on_status({"cam0": status("cam0", 1), "cam1": status("cam1", 1)})
+    code, _, body = get(view, f"/healthz?token={TOKEN}")
+    assert code == 200 and json.loads(body)["components"] == {"recording": "ok"}
+    part.reason, part.clips = "recording paused: 12 MB free on /clips, below the 64 MB it keeps free", 3
+    code, _, body = get(view, f"/healthz?token={TOKEN}")
+    assert code == 200 and json.loads(body)["components"]["recording"] == part.reason  # detection still healthy
+    samples = metrics(view)
+    assert samples["ssd_edge_recording_clips_written_total"] == {(): 3.0}
+    assert samples["ssd_edge_recording_recording_pauses_total"] == {(): 1.0}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -41,6 +41,16 @@ class _StreamView:
         self.counts: Any = None
 
 
+class Component(Protocol):
+    """What :meth:`LiveView.add_component` takes (recording.Recording is one)."""
+
+    def health(self) -> Optional[str]:
+        """None while it works, else why it is paused (one line)."""
+
+    def metrics(self) -> Dict[str, float]:
+        """Its counters by name (monotonic)."""
+
+
 def _percentile(values: List[float], q: float) -> Optional[float]:
     return float(np.percentile(values, q)) if values else None
 
@@ -62,6 +72,7 @@ class LiveView:
         self._status_timeout_s = status_timeout_s
         self._started = time.monotonic()
         self._lock = threading.Lock()
+        self._components: Dict[str, Component] = {}
         self.metrics: Any = None
         self.server: Any = None
         self.rtsp: Any = None
@@ -74,7 +85,7 @@ class LiveView:
                 from webview.endpoints import LiveEndpoints
                 from webview.server import WebServer
 
-                self.metrics = PipelineMetrics(self.statuses, self.viewer_state)
+                self.metrics = PipelineMetrics(self.statuses, self.viewer_state, self.component_counters)
                 page_token = token.strip() if token is not None else None  # as the server compares it
                 routes = LiveEndpoints(self, page_token, limits.send_buffer_bytes).routes()
                 self.server = WebServer(serve[0], serve[1], routes, token, limits, log)
@@ -120,7 +131,16 @@ class LiveView:
         self._statuses = {str(name): dict(status) for name, status in statuses.items()}
         self._status_time = time.monotonic()
 
+    def add_component(self, name: str, component: "Component") -> None:
+        """Another part of the box (``recording``, ...) whose state ``/healthz`` reports under "components" and
+        whose counters ``/metrics`` exports as ``ssd_edge_NAME_COUNTER_total``. A component never fails the
+        health check: detection goes on while it is paused, and a supervisor must not restart the box for it."""
+        self._components[name] = component
+
     # -- what the server asks ---------------------------------------------------------------------------------
+    def component_counters(self) -> Dict[str, Dict[str, float]]:
+        return {name: dict(component.metrics()) for name, component in self._components.items()}
+
     def statuses(self) -> Dict[str, dict]:
         return self._statuses
 
@@ -144,7 +164,10 @@ class LiveView:
                     failing[name] = "no status for this stream"
                 elif not status.get("alive"):
                     failing[name] = f"not delivering frames: {status.get('error') or 'no error given'}"
-        return not failing, {"status": "failing" if failing else "ok", "failing": failing, "streams": names}
+        report: Dict[str, Any] = {"status": "failing" if failing else "ok", "failing": failing, "streams": names}
+        if self._components:
+            report["components"] = {name: component.health() or "ok" for name, component in self._components.items()}
+        return not failing, report
 
     def page_state(self) -> Dict[str, Any]:
         """The page's JSON: per stream the frame counter, size, FPS, latency p50/p95, stale frames dropped,

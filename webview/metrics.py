@@ -39,9 +39,11 @@ def flatten_counts(counts: Any, prefix: str = "") -> Dict[str, float]:
 class PipelineMetrics:
     """The registry behind ``/metrics``. :meth:`observe` runs on the pipeline's output thread (a few µs)."""
 
-    def __init__(self, status: Callable[[], Dict[str, dict]], view_state: Callable[[], Dict[str, dict]]) -> None:
+    def __init__(self, status: Callable[[], Dict[str, dict]], view_state: Callable[[], Dict[str, dict]],
+                 component_counters: Callable[[], Dict[str, Dict[str, float]]] = dict) -> None:
         """``status()``: the latest status per stream (the brief's dicts); ``view_state()``: per stream
-        {"viewers", "encodes", "sent", "skipped"} from the frame hub."""
+        {"viewers", "encodes", "sent", "skipped"} from the frame hub; ``component_counters()``: per component
+        of the box (``recording``) its counters by name."""
         import prometheus_client
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -59,6 +61,7 @@ class PipelineMetrics:
         self.latency = Histogram("ssd_edge_frame_latency_seconds", "Capture to result, per frame", ["stream"],
                                  buckets=STAGE_BUCKETS, registry=self.registry)
         self.registry.register(_StatusCollector(status, view_state))
+        self.registry.register(_ComponentCollector(component_counters))
         self._children: Dict[Tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
@@ -162,3 +165,24 @@ class _StatusCollector:
 
     def describe(self) -> Iterator[Any]:
         return iter(())  # families depend on the streams seen; nothing to check at registration
+
+
+class _ComponentCollector:
+    """Other parts of the box, read when scraped: counter C of component N is ``ssd_edge_N_C_total``."""
+
+    def __init__(self, counters: Callable[[], Dict[str, Dict[str, float]]]) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        for component, counters in self._counters().items():
+            for counter, value in counters.items():
+                number = _number(value)
+                if number is not None:
+                    family = CounterMetricFamily(f"ssd_edge_{component}_{counter}", f"{component}: {counter}")
+                    family.add_metric([], number)
+                    yield family
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
