@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtimes.errors import UserError
+from runtimes.gstreamer import require_gi_modules
 
 INSTALL_HINT = ("--record needs GStreamer for Python: on Debian/Ubuntu apt install python3-gi "
                 "gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad "
@@ -14,15 +14,7 @@ INSTALL_HINT = ("--record needs GStreamer for Python: on Debian/Ubuntu apt insta
 
 def import_gst() -> Any:
     """Gst, initialised; UserError naming what to install when it is missing."""
-    try:
-        import gi
-
-        gi.require_version("Gst", "1.0")
-        from gi.repository import Gst
-    except (ImportError, ValueError):
-        raise UserError(INSTALL_HINT) from None
-    Gst.init(None)
-    return Gst
+    return require_gi_modules(INSTALL_HINT, "Gst")[0]
 
 
 def has_element(name: str) -> bool:

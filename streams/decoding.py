@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from runtimes.errors import UserError
+from runtimes.gstreamer import gi_modules
 
 Size = Tuple[int, int]  # (width, height) in pixels
 CODECS = {"h264": "H.264", "h265": "H.265"}
@@ -219,15 +220,11 @@ def decode_size(model_size: Size, output_sizes: Sequence[Optional[Size]] = ()) -
 def available_elements(names: Iterable[str] = ELEMENTS) -> Optional[FrozenSet[str]]:
     """Which of ``names`` this box's GStreamer has: PyGObject's registry, else ``gst-inspect-1.0``'s listing;
     None when neither is there to ask."""
-    try:
-        import gi
-
-        gi.require_version("Gst", "1.0")
-        from gi.repository import Gst
-    except (ImportError, ValueError):
+    modules = gi_modules("Gst")
+    if modules is None:
         return _inspected_elements(names)
-    Gst.init(None)
-    return frozenset(n for n in names if Gst.ElementFactory.find(n) is not None)
+    gst = modules[0]
+    return frozenset(n for n in names if gst.ElementFactory.find(n) is not None)
 
 
 def _inspected_elements(names: Iterable[str]) -> Optional[FrozenSet[str]]:
@@ -255,15 +252,10 @@ class SourceProbe:
 
 def probe_source(location: str, timeout_s: float = 5.0) -> SourceProbe:
     """The codec and size of a file or RTSP stream (GStreamer's discoverer, through PyGObject)."""
-    try:
-        import gi
-
-        gi.require_version("Gst", "1.0")
-        gi.require_version("GstPbutils", "1.0")
-        from gi.repository import GLib, Gst, GstPbutils
-    except (ImportError, ValueError):
+    modules = gi_modules("Gst", "GstPbutils", "GLib")
+    if modules is None:
         return SourceProbe("", None, "no PyGObject with GstPbutils to probe with")
-    Gst.init(None)
+    Gst, GstPbutils, GLib = modules
     uri = location if re.match(r"\w+://", location) else Gst.filename_to_uri(location)
     try:
         info = GstPbutils.Discoverer.new(int(timeout_s * Gst.SECOND)).discover_uri(uri)

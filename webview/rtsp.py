@@ -22,6 +22,7 @@ from urllib.parse import quote
 import numpy as np
 
 from runtimes.errors import UserError
+from runtimes.gstreamer import require_gi_modules
 
 INSTALL_HINT = ("--rtsp-out needs GStreamer's RTSP server for Python: on Debian/Ubuntu "
                 "apt install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly "
@@ -37,16 +38,7 @@ NVENC = ("videoconvert ! video/x-raw,format=BGRx ! nvvidconv ! video/x-raw(memor
 
 def import_gi() -> Any:
     """(Gst, GstRtspServer, GLib), initialised; :class:`UserError` with what to install when missing."""
-    try:
-        import gi
-
-        gi.require_version("Gst", "1.0")
-        gi.require_version("GstRtspServer", "1.0")
-        from gi.repository import GLib, Gst, GstRtspServer
-    except (ImportError, ValueError):
-        raise UserError(INSTALL_HINT) from None
-    Gst.init(None)
-    return Gst, GstRtspServer, GLib
+    return require_gi_modules(INSTALL_HINT, "Gst", "GstRtspServer", "GLib")
 
 
 def encoder_chain(has_element, fps: int = 30, kbps: int = 2000) -> str:
