@@ -51,3 +51,45 @@ def assert_record_matches(got: Sequence[Dict[str, Any]], want: Detections, box_a
     np.testing.assert_allclose(np.array([d["box"] for d in got]).reshape(-1, 4), want.boxes, atol=box_atol)
     if score_atol is not None:
         np.testing.assert_allclose([d["score"] for d in got], want.scores, atol=score_atol)
+
+
+def detect_with_raw_outputs(detector, image_bgr: np.ndarray) -> Tuple[Detections, np.ndarray, Dict[str, np.ndarray]]:
+    """``detector(image_bgr)`` through the real Detector, with the network input it prepared and the raw
+    outputs its runtime returned for that very call (recorded around ``infer``), so a reference decoder can
+    be run on exactly the numbers the toolkit's post-processor saw: no second inference whose float noise
+    could differ."""
+    seen: Dict[str, Any] = {}
+    infer = detector.infer
+
+    def recording(batch: np.ndarray) -> Dict[str, np.ndarray]:
+        seen["input"], seen["outputs"] = np.array(batch, copy=True), infer(batch)
+        return seen["outputs"]
+
+    detector.infer = recording
+    try:
+        detections = detector(image_bgr)
+    finally:
+        del detector.infer
+    outputs = {name: np.array(value, copy=True)[:1] for name, value in seen["outputs"].items()}
+    return detections, seen["input"], outputs
+
+
+def assert_close_outputs(got: Dict[str, np.ndarray], want: Dict[str, np.ndarray], atol: float, rtol: float,
+                         origin: str) -> None:
+    """Each named output of ``want`` is in ``got`` with the same shape, within ``atol + rtol * |want|``."""
+    for name, expected in want.items():
+        actual = np.asarray(got[name], dtype=np.float32)
+        expected = np.asarray(expected, dtype=np.float32)
+        assert actual.shape == expected.shape, (origin, name, actual.shape, expected.shape)
+        np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol, err_msg=f"{origin}: {name}")
+
+
+def as_nchw_input(detector, prepared: np.ndarray) -> np.ndarray:
+    """The (1, 3, H, W) normalised tensor a runner's prepared input stands for: itself for an exported
+    graph's input; for OpenVINO's (1, H, W, 3) resized BGR pixels (its graph reorders and normalises), those
+    pixels reordered to the model's channels and normalised with the file's mean and std."""
+    if prepared.shape[1] == 3:
+        return prepared
+    pixels = prepared[..., ::-1] if detector.meta.channel_order == "RGB" else prepared
+    mean, std = np.asarray(detector.meta.mean, np.float32), np.asarray(detector.meta.std, np.float32)
+    return ((pixels - mean) / std).transpose(0, 3, 1, 2)

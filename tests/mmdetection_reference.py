@@ -7,7 +7,7 @@ under MMDetection's keys and the LAST of each box's classes read as the backgrou
 from __future__ import annotations
 
 import math
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import cv2
 import numpy as np
@@ -88,16 +88,23 @@ def greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> List[in
     return keep
 
 
-def predict(net: SSD, preset: str, image_bgr: np.ndarray, score_thr: float = 0.02, nms_pre: int = 1000,
-            iou: float = 0.45, max_per_img: int = 200) -> Dict[str, np.ndarray]:
-    """SingleStageDetector.predict with ssd300.py's pipeline and test_cfg: boxes (K, 4) xyxy image pixels,
-    labels (1-based: the toolkit's, MMDetection's label + 1), scores, best first."""
-    height, width = image_bgr.shape[:2]
+def network_input(image_bgr: np.ndarray) -> torch.Tensor:
+    """ssd300.py's test pipeline and data_preprocessor: Resize 300x300 (bilinear, no ratio kept), BGR to
+    RGB, minus mean over std 1: (1, 3, 300, 300)."""
     x = cv2.resize(image_bgr, (300, 300), interpolation=cv2.INTER_LINEAR)[:, :, ::-1].astype(np.float32)
     x = (x - np.array([123.675, 116.28, 103.53], dtype=np.float32)) / np.float32(1.0)
-    with torch.no_grad():
-        loc, conf = net(torch.from_numpy(x.copy()).permute(2, 0, 1)[None])
-    scores = torch.softmax(conf[0], dim=-1)[:, :-1]
+    return torch.from_numpy(x.copy()).permute(2, 0, 1)[None]
+
+
+def decode_outputs(loc: torch.Tensor, conf: torch.Tensor, preset: str, image_shape: Sequence[int],
+                   score_thr: float = 0.02, nms_pre: int = 1000, iou: float = 0.45,
+                   max_per_img: int = 200) -> Dict[str, np.ndarray]:
+    """SSDHead's predict_by_feat with test_cfg on one image's ``loc`` (N, 4) deltas and ``conf`` (N, C)
+    logits, the background LAST (MMDetection's order): boxes (K, 4) xyxy pixels of an image of
+    ``image_shape``, labels (1-based: the toolkit's, MMDetection's label + 1), scores, best first."""
+    loc, conf = torch.as_tensor(loc, dtype=torch.float32), torch.as_tensor(conf, dtype=torch.float32)
+    height, width = image_shape[:2]
+    scores = torch.softmax(conf, dim=-1)[:, :-1]
     prior = anchors(preset)
     picked: List[torch.Tensor] = []
     start = 0
@@ -111,8 +118,16 @@ def predict(net: SSD, preset: str, image_bgr: np.ndarray, score_thr: float = 0.0
         start = stop
     cand = torch.cat(picked)
     anchor_idx, labels, cand_scores = cand[:, 0].long(), cand[:, 1].long(), cand[:, 2]
-    boxes = decode(prior[anchor_idx], loc[0, anchor_idx]) / torch.tensor([300 / width, 300 / height] * 2)
+    boxes = decode(prior[anchor_idx], loc[anchor_idx]) / torch.tensor([300 / width, 300 / height] * 2)
     offsets = labels.to(boxes) * (boxes.max() + 1)
     keep = greedy_nms(boxes + offsets[:, None], cand_scores, iou)[:max_per_img]
     return {"boxes": boxes[keep].numpy(), "scores": cand_scores[keep].numpy(), "labels": labels[keep].numpy() + 1}
 
+
+def predict(net: SSD, preset: str, image_bgr: np.ndarray, score_thr: float = 0.02, nms_pre: int = 1000,
+            iou: float = 0.45, max_per_img: int = 200) -> Dict[str, np.ndarray]:
+    """SingleStageDetector.predict with ssd300.py's pipeline and test_cfg: boxes (K, 4) xyxy image pixels,
+    labels (1-based: the toolkit's, MMDetection's label + 1), scores, best first."""
+    with torch.no_grad():
+        loc, conf = net(network_input(image_bgr))
+    return decode_outputs(loc[0], conf[0], preset, image_bgr.shape, score_thr, nms_pre, iou, max_per_img)

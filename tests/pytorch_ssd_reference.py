@@ -79,19 +79,23 @@ def hard_nms(box_scores: torch.Tensor, iou_threshold: float, candidate_size: int
     return box_scores[picked]
 
 
-def predict(net: torch.nn.Module, network: str, image_bgr: np.ndarray, size: int = 300,
-            threshold: float = 0.01, iou_threshold: float = 0.45) -> Dict[str, np.ndarray]:
-    """Predictor.predict(image) of a test-mode SSD: boxes (K, 4) xyxy image pixels, labels, scores, best
-    first."""
+def network_input(network: str, image_bgr: np.ndarray, size: int = 300) -> torch.Tensor:
+    """The (1, 3, size, size) tensor Predictor gives the network: PredictionTransform with the config's mean
+    and std (vgg: 123, 117, 104 and 1; the others: 127 and 128)."""
     vgg = network == "vgg16-ssd"
-    x = transform(image_bgr, size, [123, 117, 104] if vgg else [127, 127, 127], 1.0 if vgg else 128.0)[None]
-    with torch.no_grad():
-        locations, logits = net(x)
-        maps = [int(m.shape[-1]) for m in net.feature_maps(x)]
-    scores = torch.softmax(logits, dim=2)[0]
+    return transform(image_bgr, size, [123, 117, 104] if vgg else [127, 127, 127], 1.0 if vgg else 128.0)[None]
+
+
+def decode(locations: torch.Tensor, logits: torch.Tensor, network: str, maps: Sequence[int], size: int,
+           image_shape: Sequence[int], threshold: float = 0.01, iou_threshold: float = 0.45) -> Dict[str, np.ndarray]:
+    """Predictor.predict's work after the network, on one image's ``locations`` (N, 4) and ``logits``
+    (N, C) (background first, as SSD.forward returns them): softmax, priors of ``maps`` (the feature map
+    sizes), convert_locations_to_boxes, per-class hard NMS, scaled to ``image_shape`` (height, width)."""
+    locations, logits = torch.as_tensor(locations, dtype=torch.float32), torch.as_tensor(logits, dtype=torch.float32)
+    scores = torch.softmax(logits, dim=1)
     prior = priors(specs_for(network, maps, size), size)
-    centre = torch.cat([locations[0, :, :2] * 0.1 * prior[:, 2:] + prior[:, :2],
-                        torch.exp(locations[0, :, 2:] * 0.2) * prior[:, 2:]], dim=-1)
+    centre = torch.cat([locations[:, :2] * 0.1 * prior[:, 2:] + prior[:, :2],
+                        torch.exp(locations[:, 2:] * 0.2) * prior[:, 2:]], dim=-1)
     boxes = torch.cat([centre[:, :2] - centre[:, 2:] / 2, centre[:, :2] + centre[:, 2:] / 2], dim=-1)
     picked, labels = [], []
     for cls in range(1, scores.size(1)):
@@ -102,9 +106,24 @@ def predict(net: torch.nn.Module, network: str, image_bgr: np.ndarray, size: int
         picked.append(kept)
         labels += [cls] * kept.size(0)
     every = torch.cat(picked)
-    height, width = image_bgr.shape[:2]
+    height, width = image_shape[:2]
     every[:, :4] *= torch.tensor([width, height, width, height], dtype=every.dtype)
     order = np.argsort(-every[:, 4].numpy(), kind="stable")
     return {"boxes": every[:, :4].numpy()[order], "scores": every[:, 4].numpy()[order],
             "labels": np.asarray(labels)[order]}
 
+
+def run_network(net: torch.nn.Module, x: torch.Tensor) -> tuple:
+    """(locations (1, N, 4), logits (1, N, C), feature map sizes) of a test-mode SSD on input ``x``."""
+    with torch.no_grad():
+        locations, logits = net(torch.as_tensor(x))
+        maps = [int(m.shape[-1]) for m in net.feature_maps(torch.as_tensor(x))]
+    return locations, logits, maps
+
+
+def predict(net: torch.nn.Module, network: str, image_bgr: np.ndarray, size: int = 300,
+            threshold: float = 0.01, iou_threshold: float = 0.45) -> Dict[str, np.ndarray]:
+    """Predictor.predict(image) of a test-mode SSD: boxes (K, 4) xyxy image pixels, labels, scores, best
+    first."""
+    locations, logits, maps = run_network(net, network_input(network, image_bgr, size))
+    return decode(locations[0], logits[0], network, maps, size, image_bgr.shape, threshold, iou_threshold)

@@ -135,26 +135,33 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, overlap: float, top_k: int) -
     return keep
 
 
-def predict(net: SSD, preset: str, image_bgr: np.ndarray) -> Dict[str, np.ndarray]:
-    """Detect (0.01, 0.45, top_k 200) as eval.py reads it: boxes (K, 4) xyxy image pixels, best first."""
-    with torch.no_grad():
-        loc, conf = net(transform(image_bgr)[None])
-    scores = torch.softmax(conf[0], dim=-1).t()
+def decode(loc: torch.Tensor, conf: torch.Tensor, preset: str, image_shape: Sequence[int]) -> Dict[str, np.ndarray]:
+    """Detect (0.01, 0.45, top_k 200) on one image's ``loc`` (N, 4) and ``conf`` (N, C) logits (background
+    first), as eval.py reads it: boxes (K, 4) xyxy pixels of an image of ``image_shape``, best first."""
+    loc, conf = torch.as_tensor(loc, dtype=torch.float32), torch.as_tensor(conf, dtype=torch.float32)
+    scores = torch.softmax(conf, dim=-1).t()
     prior = priors(preset)
-    centre = torch.cat([prior[:, :2] + loc[0, :, :2] * 0.1 * prior[:, 2:],
-                        prior[:, 2:] * torch.exp(loc[0, :, 2:] * 0.2)], 1)
+    centre = torch.cat([prior[:, :2] + loc[:, :2] * 0.1 * prior[:, 2:],
+                        prior[:, 2:] * torch.exp(loc[:, 2:] * 0.2)], 1)
     boxes = torch.cat([centre[:, :2] - centre[:, 2:] / 2, centre[:, :2] + centre[:, 2:] / 2], 1)
     found: List[Tuple[float, int, np.ndarray]] = []
-    for cl in range(1, net.num_classes):
+    for cl in range(1, conf.shape[1]):
         mask = scores[cl].gt(0.01)
         if int(mask.sum()) == 0:
             continue
         cls_boxes, cls_scores = boxes[mask], scores[cl][mask]
         found += [(float(cls_scores[i]), cl, cls_boxes[i].numpy()) for i in nms(cls_boxes, cls_scores, 0.45, 200)]
     found.sort(key=lambda d: -d[0])
-    height, width = image_bgr.shape[:2]
+    height, width = image_shape[:2]
     return {"boxes": np.array([d[2] for d in found]).reshape(-1, 4) * np.array([width, height, width, height]),
             "scores": np.array([d[0] for d in found]), "labels": np.array([d[1] for d in found])}
+
+
+def predict(net: SSD, preset: str, image_bgr: np.ndarray) -> Dict[str, np.ndarray]:
+    """Detect (0.01, 0.45, top_k 200) as eval.py reads it: boxes (K, 4) xyxy image pixels, best first."""
+    with torch.no_grad():
+        loc, conf = net(transform(image_bgr)[None])
+    return decode(loc[0], conf[0], preset, image_bgr.shape)
 
 
 def decisive_ssd(num_classes: int, images: Sequence[np.ndarray], seed: int = 0, logit_max: float = 6.0,

@@ -1,10 +1,12 @@
 """MMDetection SSD300 checkpoints: recognised from their keys, the background moved from last to first,
-exported, and run by the toolkit's runners with the detections of MMDetection's own inference
-(tests/mmdetection_reference.py): labels exact, boxes within 0.5 px, scores within 1e-4; its Python
-config read as data."""
+exported, and run by the toolkit's runners, checked against MMDetection's own inference
+(tests/mmdetection_reference.py) in three parts (see test_runners_give_mmdetections_own_detections): the
+pre-processed input, the network's raw outputs, and the detections decoded from those very outputs (labels
+exact, boxes within 0.5 px, scores within 1e-4); its Python config read as data."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,11 +14,14 @@ from calibration.images import read_image
 from export.export_onnx import export_checkpoint
 from importers.base import ImportOptions
 from runtimes.loader import load_detector
-from tests.matching import assert_same_detections
-from tests.mmdetection_reference import mmdet_state_dict, predict
+from tests.matching import as_nchw_input, assert_close_outputs, assert_same_detections, detect_with_raw_outputs
+from tests.mmdetection_reference import decode_outputs, mmdet_state_dict, network_input
 from tests.reference_models import voc_mini_images
 from tests.ssd_pytorch_reference import decisive_ssd
+from tests.test_importers_pytorch_ssd import OUTPUT_TOL
 from tests.test_importers_ssd_pytorch import assert_refused
+
+INPUT_TOL = 1e-4
 
 CONFIG = """_base_ = ['../_base_/models/ssd300.py']
 input_size = 300
@@ -60,15 +65,40 @@ def exported(tmp_path_factory, images):
 
 
 def test_runners_give_mmdetections_own_detections(exported, images):
+    """ONNX Runtime and OpenVINO, through load_detector, against MMDetection, on one call of the real
+    Detector per image whose network input and raw outputs are recorded:
+
+    1. pre-processing: its input is ssd300.py's pipeline's tensor (Resize, bgr_to_rgb, mean, std 1) within
+       INPUT_TOL grey levels;
+    2. the network: its raw outputs are PyTorch's on that input within OUTPUT_TOL of their range, its
+       cls_logits being MMDetection's with the last (background) column moved first, so the class order
+       is checked here;
+    3. post-processing: its detections are SSDHead's predict_by_feat (SSDAnchorGenerator,
+       DeltaXYWHBBoxCoder clipped, score_thr, nms_pre, batched NMS, max_per_img) applied to the SAME raw
+       outputs, the background column put back last: labels exact, boxes within 0.5 px, scores within
+       1e-4, so no runtime float noise can flip a near-tie in NMS between the two sides.
+    """
     net, _, _, onnx_path = exported
     detectors = [load_detector(onnx_path), load_detector(onnx_path, runtime="openvino")]
     meta = detectors[0].meta
     assert meta.arch == "mmdetection/ssd300" and meta.extra["mmdetection"]["basesize_ratio_range"] == [0.2, 0.9]
     for image in images:
-        expected = predict(net, "voc", image)
-        assert len(set(expected["labels"].tolist())) > 3, "the reference should detect varied classes"
+        x = network_input(image)
+        with torch.no_grad():
+            loc, conf = net(x)
+        background_first = torch.roll(conf, 1, dims=-1)
         for detector in detectors:
-            assert_same_detections(detector(image), expected, score_tol=1e-4, box_tol=0.5)
+            detections, prepared, outputs = detect_with_raw_outputs(detector, image)
+            origin = f"{detector.backend} mmdetection"
+            np.testing.assert_allclose(as_nchw_input(detector, prepared), x.numpy(), atol=INPUT_TOL, rtol=0,
+                                       err_msg=origin)
+            for name, want in (("bbox_regression", loc), ("cls_logits", background_first)):
+                assert_close_outputs(outputs, {name: want.numpy()}, atol=OUTPUT_TOL * float(want.abs().max()),
+                                     rtol=0, origin=origin)
+            logits = np.roll(outputs["cls_logits"][0], -1, axis=-1)  # MMDetection's order: background last
+            reference = decode_outputs(outputs["bbox_regression"][0], logits, "voc", image.shape)
+            assert len(set(reference["labels"].tolist())) > 3, "the reference should detect varied classes"
+            assert_same_detections(detections, reference, score_tol=1e-4, box_tol=0.5)
 
 
 def test_bad_input_is_one_line_naming_the_problem(exported, tmp_path):

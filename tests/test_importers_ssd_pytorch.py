@@ -1,6 +1,8 @@
-"""ssd.pytorch checkpoints: recognised from their keys, exported, and run by the toolkit's runners with the
-detections of ssd.pytorch's own Detect (tests/ssd_pytorch_reference.py): labels exact, boxes within 0.5 px,
-scores within 1e-4."""
+"""ssd.pytorch checkpoints: recognised from their keys, exported, and run by the toolkit's runners, checked
+against ssd.pytorch's own inference (tests/ssd_pytorch_reference.py) in three parts (see
+test_runners_give_ssd_pytorchs_own_detections): the pre-processed input, the network's raw outputs, and the
+detections of its Detect decoded from those very outputs (labels exact, boxes within 0.5 px, scores within
+1e-4)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import List
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,10 +18,10 @@ from calibration.images import read_image
 from export.export_onnx import export_checkpoint
 from importers.base import ImportOptions
 from runtimes.loader import load_detector
-from tests.matching import assert_same_detections
+from tests.matching import as_nchw_input, assert_close_outputs, assert_same_detections, detect_with_raw_outputs
 from tests.reference_models import voc_mini_images
-from tests.ssd_pytorch_reference import SSD, decisive_ssd, predict
-from tests.test_importers_pytorch_ssd import run
+from tests.ssd_pytorch_reference import SSD, decisive_ssd, decode, transform
+from tests.test_importers_pytorch_ssd import OUTPUT_TOL, run
 
 # sha256 of "key [shape]" lines, sorted, of ssd.pytorch's build_ssd('test', 300, 21) state dict, computed
 # by running amdegroot/ssd.pytorch (commit 5b0b77f) outside this repository; the same run gave its PriorBox
@@ -60,14 +63,36 @@ def exported(tmp_path_factory, images):
 
 @pytest.mark.parametrize("preset", ["voc", "coco"])
 def test_runners_give_ssd_pytorchs_own_detections(exported, images, preset):
+    """ONNX Runtime and OpenVINO, through load_detector, against ssd.pytorch, on one call of the real
+    Detector per image whose network input and raw outputs are recorded:
+
+    1. pre-processing: its input is BaseTransform's tensor reordered to RGB (within 1e-4: the same resize
+       of the 8-bit image, the mean subtracted in another order of operations);
+    2. the network: its raw outputs (bbox_regression, cls_logits with the background first) are PyTorch's
+       SSD's on that input within OUTPUT_TOL of their range (float32 across kernels, threads and CPUs);
+    3. post-processing: its detections are Detect's (PriorBox, decode, softmax, per-class NMS, top_k)
+       applied to the SAME raw outputs: labels exact, boxes within 0.5 px, scores within 1e-4, so no
+       runtime float noise can flip a near-tie in NMS between the two sides, while wrong priors, decoding,
+       NMS or labels still fail.
+    """
     net, _, onnx_path = exported(preset)
     detectors = [load_detector(onnx_path), load_detector(onnx_path, runtime="openvino")]
     assert detectors[0].meta.arch == f"ssd.pytorch/ssd300-{preset}"
     for image in images:
-        expected = predict(net, preset, image)
-        assert len(set(expected["labels"].tolist())) > 3, "the reference should detect varied classes"
+        x = transform(image)[None]
+        with torch.no_grad():
+            loc, conf = net(x)
         for detector in detectors:
-            assert_same_detections(detector(image), expected, score_tol=1e-4, box_tol=0.5)
+            detections, prepared, outputs = detect_with_raw_outputs(detector, image)
+            origin = f"{detector.backend} {preset}"
+            np.testing.assert_allclose(as_nchw_input(detector, prepared), x.numpy(), atol=1e-4, rtol=0,
+                                       err_msg=origin)
+            for name, want in (("bbox_regression", loc), ("cls_logits", conf)):
+                assert_close_outputs(outputs, {name: want.numpy()}, atol=OUTPUT_TOL * float(want.abs().max()),
+                                     rtol=0, origin=origin)
+            reference = decode(outputs["bbox_regression"][0], outputs["cls_logits"][0], preset, image.shape)
+            assert len(set(reference["labels"].tolist())) > 3, "the reference should detect varied classes"
+            assert_same_detections(detections, reference, score_tol=1e-4, box_tol=0.5)
 
 
 def assert_refused(out: Path, phrases: List[str], *args) -> None:
