@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runtimes.gstreamer import run_to_end
 from streams.decoding import DecodeRequest, available_elements, plan_decoding
 
 FULL_HD = (1920, 1080)
@@ -30,21 +31,11 @@ FULL_HD = (1920, 1080)
 
 def make_video(path: Path, frames: int) -> None:
     """A 1080p30 H.264 MP4 of colour bars moving sideways (x264enc veryfast, 6 Mb/s, a key frame a second)."""
-    import gi
-
-    gi.require_version("Gst", "1.0")
-    from gi.repository import Gst
-
-    Gst.init(None)
-    pipe = Gst.parse_launch(
+    run_to_end(
         f"videotestsrc num-buffers={frames} pattern=smpte horizontal-speed=6 ! "
         f"video/x-raw,width={FULL_HD[0]},height={FULL_HD[1]},framerate=30/1 ! "
-        f"x264enc speed-preset=veryfast key-int-max=30 bitrate=6000 ! h264parse ! mp4mux ! filesink location={path}")
-    pipe.set_state(Gst.State.PLAYING)
-    message = pipe.get_bus().timed_pop_filtered(600 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
-    pipe.set_state(Gst.State.NULL)
-    if message is None or message.type != Gst.MessageType.EOS:
-        raise SystemExit(f"could not make the test video with x264enc ({message})")
+        f"x264enc speed-preset=veryfast key-int-max=30 bitrate=6000 ! h264parse ! mp4mux ! filesink location={path}",
+        600, "the 1080p test video (x264enc)")
 
 
 def cpu_seconds() -> float:

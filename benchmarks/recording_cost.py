@@ -18,23 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recording.gst import import_gst
 from recording.options import parse_record_options
 from recording.recorder import Recording
 from recording.tap import EncodedTap
+from runtimes.gstreamer import run_to_end
 
 
 def make_video(path: Path, seconds: int, fps: int, kbps: int) -> None:
     """A 1080p H.264 MP4 with a keyframe a second, as a camera would send."""
-    Gst = import_gst()
-    pipeline = Gst.parse_launch(
+    run_to_end(
         f"videotestsrc pattern=ball num-buffers={seconds * fps} ! "
         f"video/x-raw,format=I420,width=1920,height=1080,framerate={fps}/1 ! "
         f"x264enc speed-preset=ultrafast key-int-max={fps} bitrate={kbps} ! h264parse ! mp4mux ! "
-        f"filesink location={path}")
-    pipeline.set_state(Gst.State.PLAYING)
-    pipeline.get_bus().timed_pop_filtered(600 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
-    pipeline.set_state(Gst.State.NULL)
+        f"filesink location={path}", 600, "the 1080p test video (x264enc)")
 
 
 def run(video: Path, folder: Path, record: bool, every_s: float) -> "tuple[float, float]":

@@ -36,3 +36,21 @@ def require_gi_modules(install_hint: str, *names: str) -> Tuple[Any, ...]:
     if modules is None:
         raise UserError(install_hint)
     return modules
+
+
+def run_to_end(launch: str, timeout_s: float, what: str) -> None:
+    """Run the GStreamer launch line ``launch`` until its end of stream; :class:`UserError` naming ``what`` when
+    it fails or has not ended after ``timeout_s`` (for finite sources: making a test video, say)."""
+    gst = require_gi_modules("GStreamer for Python is missing: apt install python3-gi "
+                             "gir1.2-gst-plugins-base-1.0", "Gst")[0]
+    pipeline = gst.parse_launch(launch)
+    pipeline.set_state(gst.State.PLAYING)
+    try:
+        message = pipeline.get_bus().timed_pop_filtered(int(timeout_s * gst.SECOND),
+                                                        gst.MessageType.EOS | gst.MessageType.ERROR)
+    finally:
+        pipeline.set_state(gst.State.NULL)
+    if message is None:
+        raise UserError(f"{what}: GStreamer did not finish within {timeout_s:.0f} s")
+    if message.type != gst.MessageType.EOS:
+        raise UserError(f"{what}: {message.parse_error()[0].message}")
