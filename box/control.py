@@ -9,12 +9,7 @@ wrong and how to fix it; when it raises, nothing changed.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
-
-try:  # typing.Protocol is Python 3.8+; the stubs-only fallback keeps the import cheap elsewhere
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore[assignment,misc]
+from typing import Any, Dict, List, Protocol
 
 
 class ControlError(Exception):
