@@ -35,40 +35,13 @@ from runtimes.cli import run_cli
 from runtimes.errors import UserError
 
 
-def load(args: argparse.Namespace, max_batch: Optional[int] = None):
-    """The detector, with the runtime's options for several requests in flight unless ``--async-depth`` is 0
-    or 1, taking ``max_batch`` (or ``--batch-size``) frames per call."""
+def model_setup(args: argparse.Namespace):
+    """What the detector is loaded with (streams/model_setup.py), from the flags."""
     from analytics.cli import tracking
-    from runtimes.loader import load_detector, runtime_for
-    from streams.scores import score_options
+    from streams.model_setup import ModelSetup
 
-    options: Dict[str, Any] = score_options(args.score_threshold, args.track_low_score if tracking(args) else None)
-    if args.async_depth is None or args.async_depth > 1:  # one request in flight runs fastest with the latency hint
-        options.update(runtime_for(args.model, args.runtime).throughput_options)
-    if max_batch or args.batch_size:
-        options["max_batch"] = max_batch or args.batch_size
-    detector = load_detector(args.model, args.runtime, **options)
-    if detector.shares_cpu:
-        from runtimes.preprocess import leave_cores_to_runtime
-
-        leave_cores_to_runtime()  # OpenCV single-threaded beside a CPU runtime (process-wide)
-    return detector
-
-
-def scheduled_detector(args: argparse.Namespace, streams: int, log=print):
-    """The detector and how the streams share it (streams/scheduler.plan_schedule). A dynamic-batch model is
-    compiled again for the batch the schedule uses when that is smaller: a batch axis bounded to more ran
-    slower at batch 1 on a CPU (docs/multistream.md)."""
-    from streams.scheduler import plan_schedule
-
-    depth = None if args.async_depth is None else max(1, args.async_depth)
-    detector = load(args)
-    schedule = plan_schedule(detector, streams, args.batch_size, depth)
-    if schedule.batch < detector.max_batch and detector.meta.inputs.dynamic_batch:
-        detector.close()
-        detector = load(args, max_batch=schedule.batch)
-        log(f"model compiled again for {schedule.batch} frame{'s' if schedule.batch > 1 else ''} per call")
-    return detector, schedule
+    return ModelSetup(args.model, args.runtime, args.batch_size, args.async_depth, args.score_threshold,
+                      args.track_low_score if tracking(args) else None)
 
 
 def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=print, recording=None):
@@ -110,6 +83,7 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
     from recording.cli import from_args as recording_for
     from streams.capture import parse_streams
     from streams.config import stream_specs
+    from streams.model_setup import scheduled_detector
     from streams.pipeline import Pipeline
     from streams.sources import CsiOptions
     from webview.cli import from_args as live_view_for
@@ -118,7 +92,7 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
     streams = parse_streams(stream_specs(args.source or [], args.sources), csi)  # bad sources before any work
     names = [stream.name for stream in streams]
     gating(args).check_streams(names)
-    detector, schedule = scheduled_detector(args, len(streams), log)
+    detector, schedule = scheduled_detector(model_setup(args), len(streams), log)
     analytics = view = recording = None
     try:
         recording = recording_for(args, names, detector.class_names, log)  # class triggers before streams open
