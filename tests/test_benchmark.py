@@ -88,7 +88,9 @@ def test_benchmark_app_cross_check_runs_side_by_side(demo_irs):
     check = benchmark_app_cross_check(detector, str(demo_irs["fp32"]), frame, rounds=2, calls=20)
     detector.close()
     assert len(check["benchmark_app_runs_ms"]) == 2 == len(check["inference_back_to_back_runs_ms"])
-    assert all(0.5 < t < 1000 for t in check["benchmark_app_runs_ms"] + check["inference_back_to_back_runs_ms"])
+    runs = check["benchmark_app_runs_ms"] + check["inference_back_to_back_runs_ms"]
+    assert all(0 < t < 1000 for t in runs)  # a latency a second long is no measurement of this small model
+    assert max(runs) < 10 * min(runs)  # both ways time the same model on the same frame: not 10x apart
     ratio = check["inference_back_to_back_ms"] / check["benchmark_app_ms"]
     assert check["inference_vs_benchmark_app"] == round(ratio, 3)
     assert check["inference_within_10pct_of_benchmark_app"] == (ratio <= 1.10)
