@@ -85,6 +85,11 @@ class BatchScheduler:
         self._in_flight: Dict[int, List[Tuple[Frame, Decision]]] = {}  # each submitted request's frames, by its tag
         self.batches = 0
         self.frames = 0
+        # Changes asked for from other threads (streams added or removed, the detector swapped: the box),
+        # applied on this thread between batches, and callbacks due once a request's frames are handed on.
+        self._changes_lock = threading.Lock()
+        self._changes: List[Callable[[], None]] = []
+        self._after: Dict[int, List[Callable[[], None]]] = {}
 
     def notify(self) -> None:
         """A frame was offered, a stream ended or a request finished."""
@@ -94,6 +99,7 @@ class BatchScheduler:
     def run(self) -> None:
         try:
             while not self.stop.is_set():
+                self._apply_changes()
                 self._hand_on()
                 if all(c.finished for c in self.captures):
                     break
@@ -108,6 +114,10 @@ class BatchScheduler:
                 self._hand_over(result)
             for tag in sorted(self._held):  # (a request that failed leaves its followers here)
                 self.deliver(self._held.pop(tag))
+            self._apply_changes()
+            for tag in sorted(self._after):
+                for callback in self._after.pop(tag):
+                    callback()
 
     def _to_detect(self, frames: List[Frame]) -> List[Tuple[Frame, Decision]]:
         """The frames ``decide`` sends to the detector; the others are handed on (or held behind the requests
@@ -138,6 +148,8 @@ class BatchScheduler:
         held = self._held.pop(result.tag, None)
         if held:
             self.deliver(held)
+        for callback in self._after.pop(result.tag, ()):
+            callback()
 
     def _wait(self, timeout: float, enough: Callable[[], bool]) -> None:
         with self.wake:  # the check is made under the lock notify() takes: no wake-up is lost
@@ -163,3 +175,42 @@ class BatchScheduler:
         chosen = [c for c in order if c.has_frame][:self.batch]
         self._start = (self.captures.index(chosen[-1]) + 1) % len(self.captures)  # the next round leads with the next
         return [frame for frame in (c.take() for c in chosen) if frame is not None]
+
+    # -- changes while running (box/runner.py), each applied on the scheduler's thread between batches -----
+
+    def between_batches(self, change: Callable[[], None]) -> None:
+        """Run ``change`` on the scheduler's thread before its next batch (at once when it has ended)."""
+        with self._changes_lock:
+            self._changes.append(change)
+        self.notify()
+
+    def _apply_changes(self) -> None:
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        for change in changes:
+            change()
+
+    def add_capture(self, capture: StreamCapture) -> None:
+        """Serve ``capture`` too from the next round (call between batches)."""
+        self.captures = self.captures + [capture]
+
+    def remove_capture(self, capture: StreamCapture, handed_on: Callable[[], None]) -> None:
+        """Serve ``capture`` no more (call between batches); ``handed_on`` is called on this thread once every
+        frame of it already taken has been delivered (its requests in flight and the frames held behind them)."""
+        self.captures = [c for c in self.captures if c is not capture]
+        self._start = 0
+        if self._in_flight:
+            self._after.setdefault(self.batches - 1, []).append(handed_on)
+        else:
+            handed_on()
+
+    def replace_requests(self, requests: Requests, class_names: Sequence[str]) -> Requests:
+        """Drain the requests in flight (their frames delivered), then submit to ``requests`` (call between
+        batches); the old requests, closed."""
+        old = self.requests
+        for result in old.close():
+            self._hand_over(result)
+        self.requests = requests
+        self.nothing = Detections.empty(class_names)
+        requests.on_settled = self.notify
+        return old
