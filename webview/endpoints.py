@@ -114,7 +114,7 @@ class LiveEndpoints:
         hub.viewer(name, +1)
         last = 0
         try:
-            while not hub.closed:
+            while not hub.closed and hub.slot(name) is not None:  # (a stream removed at run time)
                 if not hub.wait_newer(name, last, 1.0):
                     continue
                 seq, jpeg = hub.jpeg(name)

@@ -70,6 +70,19 @@ class FrameHub:
                     self._slots = {**self._slots, name: slot}  # readers see the old or the new dict, both whole
         return slot
 
+    def add(self, name: str) -> None:
+        """A stream started at run time: served (no frame yet) before its first frame."""
+        self._slot_for(name)
+
+    def remove(self, name: str) -> None:
+        """A stream stopped at run time: its slot goes and its waiting viewers wake (and end)."""
+        with self._add_lock:
+            slot = self._slots.get(name)
+            self._slots = {key: value for key, value in self._slots.items() if key != name}
+        if slot is not None:
+            with slot.lock:
+                slot.changed.notify_all()
+
     def publish(self, name: str, frame: np.ndarray) -> int:
         """Make ``frame`` the newest of stream ``name``; returns its sequence number (1, 2, ...)."""
         slot = self._slot_for(name)

@@ -4,6 +4,8 @@ HTTP server and the RTSP output (either may be off).
     view = LiveView(["cam0", "cam1"], serve=("127.0.0.1", 8080), token=None)
     view.on_frame("cam0", annotated_bgr, record)     # output thread, every frame; returns in microseconds
     view.on_status({"cam0": status, "cam1": status})  # about once a second
+    view.set_control(control)                         # the /api routes (webview/api.py) call it
+    view.on_stream_added("cam2"); view.on_stream_removed("cam0")   # streams changed while it runs
     view.close()
 
 ``record`` and the status dicts are the camera pipeline's (docs/webview.md): the record's "frame",
@@ -73,6 +75,7 @@ class LiveView:
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._components: Dict[str, Component] = {}
+        self.control: Any = None  # what /api calls (box/control.py BoxControl); None: /api answers 503
         self.metrics: Any = None
         self.server: Any = None
         self.rtsp: Any = None
@@ -82,12 +85,14 @@ class LiveView:
                     from webview.metrics import PipelineMetrics
                 except ImportError:
                     raise UserError("--serve needs prometheus-client: pip install prometheus-client") from None
+                from webview.api import ApiEndpoints
                 from webview.endpoints import LiveEndpoints
                 from webview.server import WebServer
 
                 self.metrics = PipelineMetrics(self.statuses, self.viewer_state, self.component_counters)
                 page_token = token.strip() if token is not None else None  # as the server compares it
                 routes = LiveEndpoints(self, page_token, limits.send_buffer_bytes).routes()
+                routes += ApiEndpoints(lambda: self.control).routes()
                 self.server = WebServer(serve[0], serve[1], routes, token, limits, log)
             if rtsp is not None:
                 from webview.rtsp import RtspOut
@@ -136,6 +141,27 @@ class LiveView:
         whose counters ``/metrics`` exports as ``ssd_edge_NAME_COUNTER_total``. A component never fails the
         health check: detection goes on while it is paused, and a supervisor must not restart the box for it."""
         self._components[name] = component
+
+    def set_control(self, control: Any) -> None:
+        """The running box the /api routes change (webview/api.py); until it is set they answer 503."""
+        self.control = control
+
+    def on_stream_added(self, name: str) -> None:
+        """A stream started while the box runs: shown on the page, served at /stream and /snapshot at once
+        (503 until its first frame), in /healthz from now on."""
+        with self._lock:
+            if name not in self.names:
+                self.names = self.names + [name]  # (readers iterate the old list or the new one, both whole)
+            self._views.setdefault(name, _StreamView())
+        self.hub.add(name)
+
+    def on_stream_removed(self, name: str) -> None:
+        """A stream stopped while the box runs: gone from the page and /healthz; its viewers' streams end."""
+        with self._lock:
+            self.names = [n for n in self.names if n != name]
+            self._views.pop(name, None)
+            self._statuses = {n: s for n, s in self._statuses.items() if n != name}
+        self.hub.remove(name)
 
     # -- what the server asks ---------------------------------------------------------------------------------
     def component_counters(self) -> Dict[str, Dict[str, float]]:
