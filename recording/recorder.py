@@ -7,6 +7,8 @@ and metrics).
     fields = recording.stream("door").on_event(event.to_dict())           # {"clip": ..., "snapshot": ...}
     recording.stream("door").on_tracks(frame_time_s, bgr_image, [TrackBox(...), ...])  # every frame
     recording.health()   # None, or why recording is paused (for /healthz)
+    recording.recent_events(20); recording.evidence_file(evidence_id, "clip")  # the web view's, by id
+    recording.on_snapshot(lambda stream, jpeg: ...)   # each snapshot's JPEG once written (MQTT)
     recording.close()
 
 Stream times are seconds of stream time, the same clock as the units' (the tap gives decoded frames the
@@ -24,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from recording.clip_writer import ClipWriter
 from recording.disk import MB, DiskGuard
+from recording.evidence import EvidenceIndex
 from recording.options import RecordOptions
 from recording.paths import ClipPaths, new_clip_paths, remove_dead_temporaries
 from recording.planner import ClipPlanner, PlannedClip
@@ -74,12 +77,14 @@ class StreamRecorder:
     ``on_tracks`` on the app's; clips are finished on threads of their own."""
 
     def __init__(self, name: str, options: RecordOptions, guard: DiskGuard, counters: RecordingCounters,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, index: Optional[EvidenceIndex] = None,
+                 on_snapshot: Optional[Callable[[str, bytes], None]] = None) -> None:
         from recording.ring import UnitRing
 
         self.name = name
         self.options = options
         self._guard, self._counters, self._log = guard, counters, log
+        self._index, self._on_snapshot = index, on_snapshot
         self.ring = UnitRing(options.pre_s + RING_SLACK_S, int(options.ring_mb * MB))
         self.planner = ClipPlanner(options.pre_s, options.post_s)
         self.snapshots = SnapshotPicker()
@@ -126,6 +131,7 @@ class StreamRecorder:
             if active is None:
                 return {}
             fields = {"clip": self._relative(active.paths.video)}
+            files = {"clip": active.paths.video}
             if event.get("track_id") is not None:
                 seq = int(event.get("seq", active.planned.number))
                 watch = SnapshotWatch(seq, int(event["track_id"]), time_s - self.options.pre_s,
@@ -133,6 +139,9 @@ class StreamRecorder:
                                       active.paths.snapshot(seq, crop=True))
                 self.snapshots.watch(watch)
                 fields["snapshot"] = self._relative(watch.full)
+                files.update(snapshot=watch.full, thumb=watch.crop)
+        if self._index is not None:
+            self._index.add(self.name, {**event, **fields}, files)
         return fields
 
     def on_tracks(self, time_s: float, image: Any, tracks: Sequence[TrackBox]) -> None:
@@ -152,10 +161,14 @@ class StreamRecorder:
     def _write_snapshots(self, watches: List[SnapshotWatch]) -> None:
         for watch in watches:
             try:
-                if write_snapshot(watch):
-                    self._counters.add("snapshots_written")
+                jpeg = write_snapshot(watch)
             except OSError as exc:  # a full disk: the guard pauses recording at its next check
                 self._log(f"recording {self.name}: snapshot {watch.full.name} not written ({exc.strerror})")
+                continue
+            if jpeg is not None:
+                self._counters.add("snapshots_written")
+                if self._on_snapshot is not None:
+                    self._on_snapshot(self.name, jpeg)
 
     def _cover(self, time_s: float, event: Optional[Dict[str, Any]], trigger: str) -> Optional[ActiveClip]:
         """The clip covering ``time_s`` (started when none is open); None while recording is paused."""
@@ -253,19 +266,44 @@ class Recording:
     space and retention every ``options.retention_interval_s``."""
 
     def __init__(self, options: RecordOptions, streams: Sequence[str], log: Callable[[str], None] = print) -> None:
+        self._log = log
         for path in remove_dead_temporaries(options.folder):
             log(f"recording: removed {path}, left by a run that was killed while writing it")
         self.options = options
         self.counters = RecordingCounters()
         self.guard = DiskGuard(options.folder, int(options.min_free_mb * MB))
         self.limits = RetentionLimits.of(options.retain_days, options.retain_gb)
-        self._streams = {name: StreamRecorder(name, options, self.guard, self.counters, log) for name in streams}
+        self.index = EvidenceIndex(options.folder)
+        self._snapshot_listeners: List[Callable[[str, bytes], None]] = []
+        self._streams = {name: StreamRecorder(name, options, self.guard, self.counters, log, self.index,
+                                              self._snapshot_written) for name in streams}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._maintain, name="recording-retention", daemon=True)
         self._thread.start()
 
     def stream(self, name: str) -> StreamRecorder:
         return self._streams[name]
+
+    def on_snapshot(self, listener: Callable[[str, bytes], None]) -> None:
+        """Call ``listener(stream, jpeg)`` with each event's snapshot (the full frame, box drawn) once written,
+        on the thread that wrote it (the app's): it must not block."""
+        self._snapshot_listeners.append(listener)
+
+    def _snapshot_written(self, stream: str, jpeg: bytes) -> None:
+        for listener in self._snapshot_listeners:
+            try:
+                listener(stream, jpeg)
+            except Exception as exc:  # a listener's failure must not stop recording
+                self._log(f"recording {stream}: snapshot listener failed ({type(exc).__name__}: {exc})")
+
+    def recent_events(self, limit: int) -> List[Dict[str, Any]]:
+        """The web view's list: the newest recorded events, newest first (recording/evidence.py)."""
+        return self.index.recent(limit)
+
+    def evidence_file(self, evidence_id: str, kind: str) -> Optional[Path]:
+        """The file of kind ``clip``, ``snapshot`` or ``thumb`` the recorder wrote for an event, by its id;
+        None when unknown, not written yet or removed."""
+        return self.index.file(evidence_id, kind)
 
     def maintain(self) -> None:
         """One round of retention and the free-space check (the thread's, also callable directly)."""

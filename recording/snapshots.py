@@ -76,12 +76,13 @@ def crop_box(box: Box, width: int, height: int, margin: float = CROP_MARGIN) -> 
     return left, top, right, bottom
 
 
-def write_snapshot(watch: SnapshotWatch, quality: int = 90) -> bool:
-    """Write the watch's best frame (box drawn) and crop; False when its track was never seen in the window."""
+def write_snapshot(watch: SnapshotWatch, quality: int = 90) -> Optional[bytes]:
+    """Write the watch's best frame (box drawn) and crop; the full frame's JPEG, None when its track was never
+    seen in the window."""
     import cv2
 
     if watch.image is None or watch.box is None:
-        return False
+        return None
     image = watch.image
     left, top, right, bottom = crop_box(watch.box, image.shape[1], image.shape[0])
     crop = image[top:bottom, left:right].copy()  # before the box is drawn on the full frame
@@ -89,9 +90,11 @@ def write_snapshot(watch: SnapshotWatch, quality: int = 90) -> bool:
     cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 2)
     cv2.putText(image, watch.label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1)
     params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
+    jpegs = []
     for path, picture in ((watch.full, image), (watch.crop, crop)):
         ok, data = cv2.imencode(".jpg", picture, params)
         if not ok:
-            return False
-        atomic_write_bytes(path, data.tobytes())
-    return True
+            return None
+        jpegs.append(data.tobytes())
+        atomic_write_bytes(path, jpegs[-1])
+    return jpegs[0]

@@ -99,7 +99,11 @@ while True:
         event.update(stream.on_event(dict(event)))
         events.append(event)
 tap.close(); recording.close()
-print(json.dumps({"error": tap.error, "events": events, "metrics": recording.metrics()}))
+recent = recording.recent_events(10)  # the web view's list: each event's files by the recorder's id
+files = {item["id"]: {kind: str(recording.evidence_file(item["id"], kind)) for kind in ("clip", "snapshot", "thumb")}
+         for item in recent}
+print(json.dumps({"error": tap.error, "events": events, "metrics": recording.metrics(), "recent": recent,
+                  "files": files}))
 """
 
 CHECK = COMMON + """
@@ -196,6 +200,14 @@ def test_every_event_has_a_clip_of_the_source_bitstream(tmp_path, codec, rtsp):
     for event in run["events"]:
         snapshot = tmp_path / "clips" / event["snapshot"]
         assert snapshot.is_file() and snapshot.with_name(snapshot.stem + "-crop.jpg").is_file()
+    # the web view's index (recording/evidence.py): newest first, each id mapped to its event's own files
+    assert [item["event"]["seq"] for item in run["recent"]] == [2, 1, 0]
+    for item in run["recent"]:
+        event, files = run["events"][item["event"]["seq"]], run["files"][item["id"]]
+        assert item["clip"] and item["snapshot"] and item["thumb"] and item["event"] == event
+        assert files["clip"] == str(tmp_path / "clips" / event["clip"])
+        assert files["snapshot"] == str(tmp_path / "clips" / event["snapshot"])
+        assert files["thumb"] == files["snapshot"].replace(".jpg", "-crop.jpg")
 
 SETUP = COMMON + """
 cfg = json.loads(sys.argv[1])
