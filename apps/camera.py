@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.sources import DEFAULT_TIMEOUT_S
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="TensorRT .engine, OpenVINO .xml, .onnx, or a URL a runtime "
-                                                  "opens (e.g. http://host:8000/model)")
+    p.add_argument("--model", help="TensorRT .engine, OpenVINO .xml, .onnx, or a URL a runtime opens (e.g. "
+                                   "http://host:8000/model); required without --config")
     p.add_argument("--runtime", help="force a runtime (default: by file type or URL scheme)")
     src = p.add_argument_group("streams")
     src.add_argument("--source", action="append",
@@ -177,12 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     csi.add_argument("--csi-fps", type=int, default=30, help="default: %(default)s")
     csi.add_argument("--csi-flip", type=int, default=0, help="nvvidconv flip-method (default: %(default)s)")
     from analytics.cli import add_arguments as analytics_arguments
+    from box.app import add_arguments as box_arguments
     from recording.cli import add_arguments as recording_arguments
     from webview.cli import add_arguments as live_view_arguments
 
     analytics_arguments(p)
     recording_arguments(p)
     live_view_arguments(p)
+    box_arguments(p)
     return p
 
 
@@ -204,7 +206,14 @@ def check_at_start(args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config is not None:
+        return run_from_config(parser, argv, args)
+    if args.config_writeback:
+        raise UserError("--config-writeback needs --config FILE (the file it writes)")
+    if not args.model:
+        raise UserError("give --model FILE (or --config FILE); see --help")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not args.batch_timeout > 0:  # also NaN
@@ -212,6 +221,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not 0 < args.source_timeout < 3600:  # also NaN
         raise UserError(f"--source-timeout must be more than 0 and less than 3600 seconds, got {args.source_timeout}")
     check_at_start(args)
+    summary = run(args, stop_on_signals())
+    print("summary: " + json.dumps(summary), flush=True)
+    return 0
+
+
+def stop_on_signals() -> threading.Event:
+    """An event SIGTERM and SIGINT set: the run ends cleanly."""
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -220,7 +236,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    summary = run(args, stop)
+    return stop
+
+
+def run_from_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], args: argparse.Namespace) -> int:
+    """--config: the file and the flags over it checked (every problem, exit 2), then the box (box/app.py)."""
+    from box.app import box_start, configuration_line, run_box
+
+    start = box_start(parser, argv, args)
+    print(configuration_line(start.config), flush=True)
+    summary = run_box(start, stop_on_signals())
     print("summary: " + json.dumps(summary), flush=True)
     return 0
 
