@@ -67,6 +67,9 @@ class PipelineOptions:
     show: bool = False
     output: Optional[Path] = None
     json: Optional[Path] = None
+    json_folder: Optional[Path] = None  # one NAME.jsonl per stream, complete when the stream is removed (the box)
+    keep_running: bool = False  # run until stopped even when every stream has ended: streams may be added
+    capture_of: Dict[str, CaptureOptions] = field(default_factory=dict)  # a stream's own, in place of ``capture``
 
 
 class StreamOutput:
@@ -78,6 +81,12 @@ class StreamOutput:
     def __init__(self, name: str, pipeline: "Pipeline", video: Optional[VideoOutput], threaded: bool) -> None:
         self.name, self.pipeline, self.video = name, pipeline, video
         self.stats = StreamStats(name)
+        self.started = time.monotonic()
+        # The stream's filters (the box changes them while it runs): kept classes (None: all), least score.
+        self.classes: Optional[List[str]] = pipeline.options.classes
+        self.min_score: Optional[float] = None
+        folder = pipeline.options.json_folder
+        self.json = JsonLines(folder / f"{name}.jsonl") if folder is not None else pipeline.json
         self.detected = 0  # frames the detector saw (the others: --interval, --motion)
         self.queue: "queue.Queue[Optional[FrameResult]]" = queue.Queue(maxsize=4)  # None: the end
         self.latest: Optional[np.ndarray] = None  # the last annotated frame, for the display
@@ -116,8 +125,10 @@ class StreamOutput:
         p = self.pipeline
         frame, timings = result.frame, result.timings
         detections = in_source_pixels(result.detections, frame)
-        if p.options.classes:
-            detections = detections.filter(classes=p.options.classes)
+        if p.relabel is not None:
+            detections = p.relabel(detections)
+        if self.classes or self.min_score is not None:
+            detections = detections.filter(self.min_score, self.classes or None)
         started = time.perf_counter()
         image = frame.image
         record: Dict[str, Any] = {"stream": self.name, "frame": frame.index, "timestamp": round(frame.timestamp, 6),
@@ -139,8 +150,8 @@ class StreamOutput:
         record["latency_ms"] = round(1000 * latency, 3)
         if self.video is not None:
             self.video.write(image)
-        if p.json is not None:
-            p.json.write(record)
+        if self.json is not None:
+            self.json.write(record)
         for observer in p.observers:
             observer.on_frame(self.name, image, record)
         self.latest = image
@@ -152,10 +163,12 @@ class Pipeline:
 
     def __init__(self, detector: Detector, streams: Sequence[StreamSource], schedule: Schedule,
                  options: PipelineOptions, log: Callable[[str], None] = print, analytics: Optional[Analytics] = None,
-                 observers: Sequence[Observer] = ()) -> None:
+                 observers: Sequence[Observer] = (), json: Optional[JsonLines] = None) -> None:
+        """``json``: a JSON lines file shared with other pipelines (the box's models), closed by its owner."""
         self.detector, self.streams, self.schedule, self.options, self.log = (detector, list(streams), schedule,
                                                                               options, log)
         self.analytics, self.observers = analytics, list(observers)
+        self.shared_json = json
         self.annotate = bool(options.output is not None or options.show or observers)
         self.gating = options.gating.gates
         self.gates: Dict[str, FrameGate] = {}
@@ -166,6 +179,12 @@ class Pipeline:
         self.stop = threading.Event()
         self.started = self.ended = 0.0
         self.scheduler: Optional[BatchScheduler] = None
+        self.opened = False
+        self.running = threading.Event()  # set once the scheduler exists: streams may be added, the model swapped
+        self.removed: Dict[str, Dict[str, Any]] = {}  # the summaries of streams removed while running
+        # Detections of a swapped-in model with other class names given the old names (box/model_swap.py).
+        self.relabel: Optional[Callable[[Detections], Detections]] = None
+        self._changing = threading.Lock()  # one change (add, remove, swap) at a time
 
     # -- stages ---------------------------------------------------------------------------------------
 
@@ -174,8 +193,14 @@ class Pipeline:
         ``stop``); UserError when none opens (the failures named)."""
         if stop is not None:
             self.stop = stop
+        self.opened = True
+        if self.options.json_folder is not None:
+            self.options.json_folder.mkdir(exist_ok=True)
+        self.json = self.shared_json
+        if self.options.json is not None and self.json is None:
+            self.json = JsonLines(self.options.json)
         videos = video_paths(self.options.output, [s.name for s in self.streams])
-        self.captures = [StreamCapture(stream, self._capture_options(), self.log) for stream in self.streams]
+        self.captures = [StreamCapture(stream, self._capture_options(stream.name), self.log) for stream in self.streams]
         gating = self.options.gating
         gating.check_streams([s.name for s in self.streams])
         self.gates = {s.name: FrameGate(gating.interval_of(s.name), k, gating.motion)
@@ -193,15 +218,13 @@ class Pipeline:
             path = videos[capture.name]
             self.outputs[capture.name] = StreamOutput(capture.name, self, VideoOutput(path, capture.fps)
                                                       if path is not None else None, threaded=self.annotate)
-        if self.options.json is not None:
-            self.json = JsonLines(self.options.json)
 
-    def _capture_options(self) -> CaptureOptions:
-        """The capture options with the size decoding plans scale to: the model's input, or the full frame
+    def _capture_options(self, stream: str) -> CaptureOptions:
+        """The stream's capture options with the size decoding plans scale to: the model's input, or the full frame
         when an output draws (streams/decoding.decode_size)."""
         model = (self.detector.meta.input_width, self.detector.meta.input_height)
         size = decode_size(model, [None] if self.annotate else [])
-        return dataclasses.replace(self.options.capture, decode_size=size)
+        return dataclasses.replace(self.options.capture_of.get(stream, self.options.capture), decode_size=size)
 
     def _report_opened(self) -> None:
         """Log each stream's first attempt; UserError (captures closed) when every stream failed it."""
@@ -228,7 +251,7 @@ class Pipeline:
 
     def run(self, stop: Optional[threading.Event] = None) -> Dict[str, Any]:
         """Run until every stream has ended or ``stop`` is set; the summary."""
-        if not self.captures:
+        if not self.opened:
             self.open(stop)
         elif stop is not None:
             self.stop = stop
@@ -236,6 +259,7 @@ class Pipeline:
         self.scheduler = BatchScheduler(self.captures, requests, self.schedule.batch, self.options.batch_timeout_s,
                                         self._deliver, self.stop, self._decide if self.gating else None,
                                         self.detector.class_names)
+        self.scheduler.keep_running = self.options.keep_running
         helpers = [threading.Thread(target=self._status_loop, name="status", daemon=True)]
         if self.options.show:
             helpers.append(threading.Thread(target=self._display_loop, name="display", daemon=True))
@@ -246,6 +270,7 @@ class Pipeline:
             capture.notify = self.scheduler.notify
         for helper in helpers:
             helper.start()
+        self.running.set()
         try:
             self.scheduler.run()
         finally:
@@ -260,7 +285,8 @@ class Pipeline:
         self.stop.set()
 
     def _decide(self, frame: Frame) -> Decision:
-        return self.gates[frame.stream].check(frame)
+        gate = self.gates.get(frame.stream)  # (a stream added with gating off in the box has none)
+        return gate.check(frame) if gate is not None else Decision(True)
 
     def _deliver(self, results: List[FrameResult]) -> None:
         for result in results:
@@ -276,6 +302,10 @@ class Pipeline:
                 self.log(f"stream {capture.name}: its source is still inside a call; not waiting for it")
 
     def _finish(self) -> None:
+        with self._changing:
+            self._finish_locked()
+
+    def _finish_locked(self) -> None:
         for capture in self.captures:
             capture.stop()
         for output in self.outputs.values():
@@ -288,10 +318,117 @@ class Pipeline:
         for output in self.outputs.values():
             if output.video is not None:
                 output.video.close()
-        if self.json is not None:
+            if output.json is not None and output.json is not self.json:
+                output.json.close()
+        if self.json is not None and self.json is not self.shared_json:
             self.json.close()
         if self.observers:
             self._publish_status()
+
+    # -- changes while running (the box, box/runner.py) -------------------------------------------------
+
+    def add_stream(self, stream: StreamSource, capture: Optional[CaptureOptions] = None,
+                   wait_s: float = 10.0) -> StreamOutput:
+        """Open ``stream`` (waiting for its first attempt, at most its timeout twice) and serve it from the
+        scheduler's next round, its output (and observers' ``on_stream_added``) ready before its first frame;
+        UserError when it cannot be opened (a live source is retried) or its name is taken. ``capture``: its
+        capture options (default: the pipeline's)."""
+        scheduler = self._scheduler(wait_s)
+        with self._changing:
+            if stream.name in self.outputs:
+                raise UserError(f"stream {stream.name}: a stream of this name is running; remove it first")
+            if capture is not None:
+                self.options.capture_of[stream.name] = capture
+            grab = StreamCapture(stream, self._capture_options(stream.name), self.log, scheduler.notify)
+            grab.start()
+            deadline = time.monotonic() + 2 * grab.options.timeout_s + 1.0
+            while not grab.attempted.wait(0.05) and time.monotonic() < deadline and not self.stop.is_set():
+                pass
+            if grab.error is not None and not grab.live:
+                grab.close(CLOSE_WAIT_S)
+                raise UserError(f"stream {stream.name}: {grab.error}")
+            self.log(f"stream {stream.name}: {grab.description} (added)")
+            names = [c.name for c in self.captures] + [stream.name]
+            path = video_paths(self.options.output, names)[stream.name] if self.options.output else None
+            output = StreamOutput(stream.name, self, VideoOutput(path, grab.fps) if path is not None else None,
+                                  threaded=self.annotate)
+            gating = self.options.gating
+            self.gates[stream.name] = FrameGate(gating.interval_of(stream.name), len(self.gates), gating.motion)
+            self.outputs = dict(self.outputs, **{stream.name: output})  # replaced, never changed: readers iterate
+            output.start()
+            self.captures = self.captures + [grab]
+            for observer in self.observers:
+                if hasattr(observer, "on_stream_added"):
+                    observer.on_stream_added(stream.name)
+            scheduler.between_batches(lambda: scheduler.add_capture(grab))
+            return output
+
+    def remove_stream(self, name: str, wait_s: float = OUTPUT_WAIT_S) -> Dict[str, Any]:
+        """Stop stream ``name``: its capture out of the scheduler, every frame taken from it delivered, its
+        output drained, its video and JSON lines file closed (complete); its summary (kept in the run's)."""
+        scheduler = self._scheduler(wait_s)
+        with self._changing:
+            capture = next((c for c in self.captures if c.name == name), None)
+            if capture is None:
+                raise KeyError(name)
+            handed_on = threading.Event()
+            scheduler.between_batches(lambda: scheduler.remove_capture(capture, handed_on.set))
+            capture.stop()
+            if not handed_on.wait(wait_s):
+                self.log(f"stream {name}: its last frames were not delivered within {wait_s:g} s")
+            output = self.outputs[name]
+            self.captures = [c for c in self.captures if c is not capture]
+            output.put(None)
+            if output.thread is not None:
+                output.thread.join(wait_s)
+            if output.video is not None:
+                output.video.close()
+            if output.json is not None and output.json is not self.json:
+                output.json.close()
+            if not capture.close(CLOSE_WAIT_S):
+                self.log(f"stream {name}: its source is still inside a call; not waiting for it")
+            summary = output.stats.summary(time.monotonic() - max(self.started, output.started), capture.dropped,
+                                           capture.reopens)
+            summary["detected_frames"] = output.detected
+            self.removed[name] = summary
+            self.outputs = {k: v for k, v in self.outputs.items() if k != name}
+            self.gates.pop(name, None)
+            for observer in self.observers:
+                if hasattr(observer, "on_stream_removed"):
+                    observer.on_stream_removed(name)
+            return summary
+
+    def set_filters(self, name: str, classes: Optional[List[str]], min_score: Optional[float]) -> None:
+        """Stream ``name`` keeps ``classes`` (None: all) scoring at least ``min_score`` from its next frame."""
+        output = self.outputs[name]
+        output.classes, output.min_score = classes, min_score
+
+    def swap_detector(self, detector: Detector, relabel: Optional[Callable[[Detections], Detections]] = None,
+                      wait_s: float = OUTPUT_WAIT_S) -> Detector:
+        """Serve the streams with ``detector`` from the next batch: the requests in flight on the old one are
+        drained and delivered first, so no frame is lost; the old detector, for the caller to close. The
+        caller checked that ``detector`` takes the same input and batch (box/model_swap.py). ``relabel`` gives
+        its detections the class names the streams use (it passes the old detector's through unchanged)."""
+        scheduler = self._scheduler(wait_s)
+        with self._changing:
+            requests = detector.requests(self.schedule.depth)
+            swapped = threading.Event()
+            old = self.detector
+
+            def swap() -> None:
+                self.detector, self.relabel = detector, relabel
+                scheduler.replace_requests(requests, detector.class_names)
+                swapped.set()
+
+            scheduler.between_batches(swap)
+            if not swapped.wait(wait_s):
+                raise UserError(f"the model could not be swapped within {wait_s:g} s: the scheduler did not answer")
+            return old
+
+    def _scheduler(self, wait_s: float) -> BatchScheduler:
+        if not self.running.wait(wait_s) or self.scheduler is None or self.ended:
+            raise UserError("the pipeline is not running")
+        return self.scheduler
 
     # -- watching -------------------------------------------------------------------------------------
 
@@ -337,11 +474,13 @@ class Pipeline:
     def summary(self) -> Dict[str, Any]:
         """Per-stream figures and the totals (frames, mean FPS, latency p50/p95 over every frame)."""
         elapsed = self.ended - self.started
-        per_stream = {c.name: self.outputs[c.name].stats.summary(elapsed, c.dropped, c.reopens)
-                      for c in self.captures}
-        for name, figures in per_stream.items():
-            figures["detected_frames"] = self.outputs[name].detected
-        latencies = [v for c in self.captures for v in self.outputs[c.name].stats.latencies_ms]
+        per_stream = dict(self.removed)
+        for c in self.captures:
+            output = self.outputs[c.name]
+            per_stream[c.name] = output.stats.summary(self.ended - max(self.started, output.started), c.dropped,
+                                                      c.reopens)
+            per_stream[c.name]["detected_frames"] = output.detected
+        latencies = [v for c in self.captures for v in self.outputs[c.name].stats.latencies_ms]  # (not the removed)
         frames = sum(s["frames"] for s in per_stream.values())
         summary: Dict[str, Any] = {
             "frames": frames, "seconds": round(elapsed, 3),

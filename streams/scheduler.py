@@ -90,6 +90,7 @@ class BatchScheduler:
         self._changes_lock = threading.Lock()
         self._changes: List[Callable[[], None]] = []
         self._after: Dict[int, List[Callable[[], None]]] = {}
+        self.keep_running = False  # True: run until ``stop`` even with every stream ended (streams may be added)
 
     def notify(self) -> None:
         """A frame was offered, a stream ended or a request finished."""
@@ -101,7 +102,7 @@ class BatchScheduler:
             while not self.stop.is_set():
                 self._apply_changes()
                 self._hand_on()
-                if all(c.finished for c in self.captures):
+                if not self.keep_running and all(c.finished for c in self.captures):
                     break
                 frames = self._to_detect(self._gather())
                 if frames:
