@@ -87,11 +87,13 @@ class LiveView:
                     raise UserError("--serve needs prometheus-client: pip install prometheus-client") from None
                 from webview.api import ApiEndpoints
                 from webview.endpoints import LiveEndpoints
+                from webview.evidence import EvidenceEndpoints
                 from webview.server import WebServer
 
                 self.metrics = PipelineMetrics(self.statuses, self.viewer_state, self.component_counters)
                 page_token = token.strip() if token is not None else None  # as the server compares it
                 routes = LiveEndpoints(self, page_token, limits.send_buffer_bytes).routes()
+                routes += EvidenceEndpoints(self._components).routes()  # recorded events by id
                 routes += ApiEndpoints(lambda: self.control).routes()
                 self.server = WebServer(serve[0], serve[1], routes, token, limits, log)
             if rtsp is not None:

@@ -119,4 +119,59 @@ async function poll() {
   setTimeout(poll, 500);
 }
 
+// Recorded events (--record): a thumbnail of the track and a link to the clip, served by the recorder's id.
+function evidenceUrl(id, suffix) {
+  return "/evidence/" + encodeURIComponent(id) + suffix + query;
+}
+
+function recordedItem(item) {
+  const e = item.event || {};
+  const li = el("li", "recorded-item");
+  li.dataset.id = item.id;
+  if (item.thumb) {
+    const link = el("a");
+    link.href = evidenceUrl(item.id, ".jpg");
+    const img = el("img", "thumb");
+    img.alt = "snapshot of " + (e.class || "the object");
+    img.src = evidenceUrl(item.id, "-thumb.jpg");
+    link.append(img);
+    li.append(link);
+  } else {
+    li.append(el("span", "thumb none", item.snapshot === false ? "snapshot pending" : "no snapshot"));
+  }
+  const when = e.wall_time ? new Date(e.wall_time * 1000).toLocaleTimeString() : "";
+  const what = [item.stream, e.type, e.zone || e.line || "", e.direction || "",
+                e.track_id !== undefined ? (e.class || "track") + " #" + e.track_id : "", when]
+    .filter(Boolean).join(" · ");
+  li.append(el("span", "what", what));
+  if (item.clip) {
+    const clip = el("a", "clip", "clip");
+    clip.href = evidenceUrl(item.id, ".mp4");
+    li.append(clip);
+  } else {
+    li.append(el("span", "clip muted", "clip pending"));
+  }
+  return li;
+}
+
+async function pollRecorded() {
+  try {
+    const response = await fetch("/api/events" + query + (query ? "&" : "?") + "limit=20", { cache: "no-store" });
+    if (response.ok) {
+      const answer = await response.json();
+      document.getElementById("recorded").classList.toggle("hidden", !answer.recording);
+      const list = document.getElementById("recorded-list");
+      const key = JSON.stringify(answer.events);
+      if (list.dataset.key !== key) {  // unchanged: keep the images rather than load them again
+        list.dataset.key = key;
+        list.replaceChildren(...answer.events.map(recordedItem));
+      }
+    }
+  } catch (err) {
+    // the state poll reports a lost connection
+  }
+  setTimeout(pollRecorded, 2000);
+}
+
 poll();
+pollRecorded();
