@@ -109,7 +109,7 @@ class InputSpec:
         return found
 
 
-RESIZE_LIBRARIES = ("opencv",)
+RESIZE_LIBRARIES = ("opencv", "pillow")
 INTERPOLATIONS = ("linear", "nearest", "area", "cubic")
 RESIZE_PIXELS = ("float32", "uint8")
 
@@ -118,7 +118,8 @@ RESIZE_PIXELS = ("float32", "uint8")
 class ResizeSpec:
     """How the host resizes a frame to the input size, as the codebase did when it trained and evaluated.
 
-    ``library`` the resize's implementation (OpenCV's ``cv2.resize``); ``interpolation`` its filter;
+    ``library`` the resize's implementation (OpenCV's ``cv2.resize``, or Pillow's, runtimes/pillow_resize.py);
+    ``interpolation`` its filter;
     ``pixels`` "float32" resizes float pixels (torchvision's transform, lufficc's SSD), "uint8" the 8-bit
     frame as read, which rounds every resized pixel to a grey level (pytorch-ssd, ssd.pytorch, MMDetection).
     """
@@ -134,6 +135,8 @@ class ResizeSpec:
                                      ("pixels", self.pixels, RESIZE_PIXELS)):
             if value not in allowed:
                 found.append(f"resize {name} must be one of {', '.join(allowed)}, not {value!r}")
+        if self.library == "pillow" and (self.interpolation, self.pixels) != ("linear", "uint8"):
+            found.append("resize library pillow is Pillow's bilinear resize of the uint8 image only")
         return found
 
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from runtimes.metadata import InputSpec, ModelMetadata
+from runtimes.pillow_resize import pillow_bilinear
 
 # ResizeSpec.interpolation -> OpenCV's flag.
 CV2_INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA,
@@ -38,6 +39,7 @@ class Preprocessor:
         self.size = (meta.input_width, meta.input_height)  # cv2 order
         self.interpolation = CV2_INTERPOLATIONS[meta.resize.interpolation]
         self.resize_uint8 = meta.resize.pixels == "uint8"
+        self.pillow = meta.resize.library == "pillow"
         self.swap_rb = self.spec.channel_order == "RGB"
         self.normalise = not self.spec.normalisation_in_graph
         self.nchw = self.spec.layout == "NCHW"
@@ -50,6 +52,8 @@ class Preprocessor:
         """The resized frame, (H, W, 3) float32 pixels 0..255, still BGR; for graphs that reorder the
         channels and normalise themselves (OpenVINO IRs)."""
         check_image(image_bgr)
+        if self.pillow:
+            return pillow_bilinear(image_bgr, *self.size).astype(np.float32)
         if self.resize_uint8:
             return cv2.resize(image_bgr, self.size, interpolation=self.interpolation).astype(np.float32)
         return cv2.resize(image_bgr.astype(np.float32), self.size, interpolation=self.interpolation)
