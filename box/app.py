@@ -109,5 +109,49 @@ def watchdog(health: Callable[[], Any], log: Callable[[str], None]) -> List[Any]
     return [WatchdogFeeder(notifier, health, interval).start()]
 
 
-def run_box(start: BoxStart, stop: threading.Event, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    raise UserError("--config: the box's runner is not there yet")
+
+def flushed_print(text: str) -> None:
+    print(text, flush=True)  # (a service's stdout is a pipe to the journal: lines as they happen)
+
+
+def run_box(start: BoxStart, stop: threading.Event, log: Callable[[str], None] = flushed_print) -> Dict[str, Any]:
+    """Run the box of ``start`` until its streams end or ``stop`` is set; the summary. The control API is
+    served once every model is loaded and every stream open; SIGHUP reloads from then on."""
+    from box.control_impl import BoxController
+    from box.runner import BoxRunner
+    from box.writeback import WritebackControl
+
+    view = live_view(start.config, log)
+    try:
+        runner = BoxRunner(start.config, log, observers=[view], label=str(start.path))
+        control: Any = BoxController(runner, start.defaults, start.path)
+        if start.writeback:
+            control = WritebackControl(control, start.path, start.file_data, start.defaults, log)
+        runner.open(stop)
+        view.set_control(control)
+        install_sighup(control, log)
+        log(f"box: running {len(start.config.streams)} stream(s) on {len(start.config.models)} model(s)")
+        feeders = watchdog(view.health, log)
+        try:
+            return runner.run(stop)
+        finally:
+            for feeder in feeders:
+                feeder.stop()
+    finally:
+        view.close()
+
+
+def live_view(config: Any, log: Callable[[str], None]) -> Any:
+    """The web view of ``config.webview`` (its server only when a port is set, the RTSP output only with
+    ``rtsp_out``); always a LiveView, whose health check feeds the watchdog."""
+    from webview.cli import parse_rtsp_out
+    from webview.gate import Limits
+    from webview.live import LiveView
+
+    web = config.webview
+    view = LiveView([s.name for s in config.streams], serve=(web.bind, web.port) if web.port is not None else None,
+                    token=web.token, rtsp=parse_rtsp_out(web.rtsp_out) if web.rtsp_out else None, log=log,
+                    limits=Limits(header_timeout_s=web.header_timeout_s))
+    if view.url is not None:
+        log(f"web view: {view.url}" + ("?token=... (token required)" if web.token else "") + "; control API: /api")
+    return view
