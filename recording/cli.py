@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from recording.options import RecordOptions, parse_record_options
 from runtimes.errors import UserError
@@ -79,19 +79,22 @@ def from_args(args: argparse.Namespace, stream_names: Sequence[str], class_names
 def tap_readers(recording: Any, timeout_s: float, log: Callable[[str], None] = print) -> Optional[Callable[..., Any]]:
     """The capture layer's ``reader_for`` with --record: file and rtsp:// streams read through
     :class:`~recording.tap.TapReader`, whose encoded units feed the stream's ring buffer (decoded once); None,
-    with a line saying so, without GStreamer for Python (nothing is recorded then)."""
+    with a line saying so, without GStreamer for Python (nothing is recorded then). A stream reopened (an RTSP
+    source lost and back) gets a reader on the same :class:`~recording.tap.StreamClock`: its times go on."""
     from recording.gst import import_gst
-    from recording.tap import TapReader, tappable
+    from recording.tap import StreamClock, TapReader, tappable
 
     try:
         import_gst()
     except UserError as exc:
         log(f"recording: streams are not recorded: {exc}")
         return None
+    clocks: Dict[str, StreamClock] = {}
 
     def reader_for(name: str, spec: Any) -> Optional[TapReader]:
         if spec.folder is not None or not tappable(spec.text, spec.live):
             return None
-        return TapReader(spec.text, recording.stream(name).on_unit, spec.live, timeout_s)
+        clock = clocks.setdefault(name, StreamClock())
+        return TapReader(spec.text, recording.stream(name).on_unit, spec.live, timeout_s, clock)
 
     return reader_for

@@ -95,8 +95,15 @@ class StreamRecorder:
 
     def on_unit(self, unit: EncodedUnit) -> None:
         """An encoded unit from the tap: into the ring, and into the open clip up to the clip's end (units
-        past it wait in the ring: a later event may still extend the clip)."""
+        past it wait in the ring: a later event may still extend the clip). Units of other caps (a source
+        reopened with other parameters) start afresh: the open clip is finished, the ring emptied."""
         with self._lock:
+            newest = self.ring.newest()
+            if newest is not None and newest.caps != unit.caps:
+                self.ring.clear()
+                if self._active is not None:
+                    self.planner.close()
+                    self._finish(self._active)
             self.ring.append(unit)
             active = self._active
             if active is not None and unit.index == active.pushed + 1:

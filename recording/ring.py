@@ -62,6 +62,11 @@ class UnitRing:
         """The units after the one numbered ``index`` (all of them when it is no longer kept)."""
         return [unit for unit in self._units if unit.index > index]
 
+    def clear(self) -> None:
+        self.evicted += len(self._units)
+        self._units.clear()
+        self.bytes = 0
+
     def newest(self) -> Optional[EncodedUnit]:
         return self._units[-1] if self._units else None
 

@@ -8,7 +8,8 @@ units for the ring buffer, so recording never decodes twice and never re-encodes
 A raw source (MJPEG, a USB or CSI camera through a ``gst:`` launch line) is decoded, tee'd, and its
 encoded branch goes through recording/encoders.py's encoder instead. Both branches number frames from 0
 and time them from the first unit, so a decoded frame and the unit it came from carry the same index and
-time. Standalone (the tests, the benchmark) or as a capture layer's reader.
+time. Standalone (the tests, the benchmark) or as a capture layer's reader. A :class:`StreamClock` carries a
+stream's time and unit numbers across the taps that read it in turn (an RTSP source reopened after a loss).
 """
 
 from __future__ import annotations
@@ -93,15 +94,42 @@ def branch_description(caps: str, decode: bool, units: bool, live: bool, gop: in
     return " ".join(parts)
 
 
+class StreamClock:
+    """One stream's clock across taps: a reopened source starts its pts (and the tap its unit numbers) at 0
+    again, which would put the new units before the old ones in the ring and the events back in time. The
+    next tap's times start where the last unit ended plus the wall time the source was away (stream time
+    keeps counting real seconds across a gap), its units' numbers after the last one."""
+
+    def __init__(self) -> None:
+        self.next_index = 0
+        self._end_ns: Optional[int] = None  # the end of the newest unit so far (pts + duration)
+        self._end_wall = 0.0
+
+    def resume(self, wall_time: float) -> int:
+        """The offset in ns for a tap whose first unit arrives at ``wall_time``: 0 for the first tap."""
+        if self._end_ns is None:
+            return 0
+        return self._end_ns + int(max(0.0, wall_time - self._end_wall) * NS)
+
+    def saw(self, unit: EncodedUnit) -> None:
+        end = unit.pts_ns + (unit.duration_ns or 0)
+        if self._end_ns is None or end > self._end_ns:
+            self._end_ns = end
+        self._end_wall = unit.wall_time
+        self.next_index = unit.index + 1
+
+
 class EncodedTap:
     """Open ``source`` (a file, a URI such as rtsp://..., or ``gst:`` + a raw source's launch line).
     ``on_unit(unit)`` is called on GStreamer's thread for every encoded unit; :meth:`read` gives decoded
     frames. ``live``: frames not read in time are dropped (never for files, where the reader paces the
     pipeline); ``decode``/``units``: build only one branch (the benchmark's baseline has no units branch).
-    ``gop``/``kbps``: the encoder's settings for raw sources."""
+    ``gop``/``kbps``: the encoder's settings for raw sources; ``clock``: the stream's, when this tap reads
+    it after another (times and unit numbers go on from the last tap's)."""
 
     def __init__(self, source: str, on_unit: Optional[Callable[[EncodedUnit], None]] = None, decode: bool = True,
-                 live: Optional[bool] = None, gop: int = 30, kbps: int = 4000) -> None:
+                 live: Optional[bool] = None, gop: int = 30, kbps: int = 4000,
+                 clock: Optional[StreamClock] = None) -> None:
         self._Gst = Gst = import_gst()
         self.live = live if live is not None else source.startswith(("rtsp:", "rtsps:", "http:", "https:", "gst:"))
         self._on_unit = on_unit
@@ -109,6 +137,9 @@ class EncodedTap:
         self._settings = (gop, kbps)
         self._lock = threading.Lock()
         self._base: Optional[int] = None
+        self._clock = clock if clock is not None else StreamClock()
+        self._offset = 0  # ns added to every time: where the stream's clock stood when this tap started
+        self._first_index = self._clock.next_index
         self._units = 0
         self._frames = 0
         self._frame_sink: Any = None
@@ -150,12 +181,13 @@ class EncodedTap:
         with self._lock:
             if self._base is None and buffer.pts != self._Gst.CLOCK_TIME_NONE:
                 self._base = buffer.pts
+                self._offset = self._clock.resume(time.time())
         return self._Gst.PadProbeReturn.OK if self._base is None else self._Gst.PadProbeReturn.REMOVE
 
     def _stream_ns(self, value: int) -> Optional[int]:
         if value == self._Gst.CLOCK_TIME_NONE:
             return None
-        return value - (self._base or 0)
+        return value - (self._base or 0) + self._offset
 
     def _on_unit_sample(self, sink: Any) -> Any:
         Gst = self._Gst
@@ -165,10 +197,12 @@ class EncodedTap:
             self.caps = sample.get_caps().to_string()
         pts = self._stream_ns(buffer.pts)
         duration = None if buffer.duration == Gst.CLOCK_TIME_NONE else int(buffer.duration)
-        unit = EncodedUnit(self._units, pts if pts is not None else 0, self._stream_ns(buffer.dts), duration,
+        unit = EncodedUnit(self._first_index + self._units, pts if pts is not None else self._offset,
+                           self._stream_ns(buffer.dts), duration,
                            not buffer.has_flags(Gst.BufferFlags.DELTA_UNIT), buffer.extract_dup(0, buffer.get_size()),
                            self.caps, time.time())
         self._units += 1
+        self._clock.saw(unit)
         if self._on_unit is not None:
             self._on_unit(unit)
         return Gst.FlowReturn.OK
@@ -188,7 +222,7 @@ class EncodedTap:
         height, width = structure.get_value("height"), structure.get_value("width")
         image = np.frombuffer(buffer.extract_dup(0, buffer.get_size()), np.uint8).reshape(height, width, 3)
         pts = self._stream_ns(buffer.pts)
-        frame = TapFrame(self._frames, (pts or 0) / NS, image)
+        frame = TapFrame(self._frames, (pts if pts is not None else self._offset) / NS, image)
         self._frames += 1
         return frame
 
@@ -219,8 +253,9 @@ class TapReader:
 
     fps = 30.0
 
-    def __init__(self, source: str, on_unit: Callable[[EncodedUnit], None], live: bool, timeout_s: float) -> None:
-        self.tap = EncodedTap(source, on_unit=on_unit, live=live)
+    def __init__(self, source: str, on_unit: Callable[[EncodedUnit], None], live: bool, timeout_s: float,
+                 clock: Optional[StreamClock] = None) -> None:
+        self.tap = EncodedTap(source, on_unit=on_unit, live=live, clock=clock)
         self.timeout_s = timeout_s
         self.time_s = 0.0
         self.description = f"{source} (GStreamer: parsed once, decoded and recorded)"

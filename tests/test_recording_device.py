@@ -54,6 +54,22 @@ def run(description):
 def make_video(path, codec, frames, kbps=400):
     run(f"videotestsrc pattern=ball num-buffers={frames} ! video/x-raw,format=I420,width=320,height=240,"
         f"framerate=FPS/1 ! " + ENCODERS[codec].format(gop=GOP, kbps=kbps) + f" ! mp4mux ! filesink location={path}")
+
+def rtsp_url(video, codec):  # GStreamer's RTSP server on 127.0.0.1: the file's own bitstream, not re-encoded,
+    # paced in real time, from its start for each client
+    try:
+        gi.require_version("GstRtspServer", "1.0")
+        from gi.repository import GLib, GstRtspServer
+    except (ImportError, ValueError) as exc:
+        print(json.dumps({"skip": "GstRtspServer: " + str(exc)})); raise SystemExit
+    server = GstRtspServer.RTSPServer.new(); server.set_address("127.0.0.1"); server.set_service("0")
+    factory = GstRtspServer.RTSPMediaFactory.new()
+    factory.set_launch(f"( filesrc location={video} ! qtdemux ! {codec}parse ! rtp{codec}pay name=pay0 pt=96 )")
+    server.get_mount_points().add_factory("/cam", factory)
+    context = GLib.MainContext.new(); server.attach(context)
+    threading.Thread(target=GLib.MainLoop.new(context, False).run, daemon=True).start()
+    rtsp_url.server = server  # kept alive
+    return f"rtsp://127.0.0.1:{server.get_bound_port()}/cam"
 """.replace("FPS", str(FPS)).replace("GOP", str(GOP))
 
 RECORD = COMMON + """
@@ -61,21 +77,7 @@ cfg = json.loads(sys.argv[1])
 need("x264enc" if cfg["codec"] == "h264" else "x265enc", cfg["codec"] + "parse", "mp4mux", "qtdemux", "appsrc",
      "avdec_" + cfg["codec"], "rtspsrc", "rtp" + cfg["codec"] + "pay")
 make_video(cfg["video"], cfg["codec"], cfg["frames"])
-source = cfg["video"]
-if cfg["rtsp"]:
-    try:
-        gi.require_version("GstRtspServer", "1.0")
-        from gi.repository import GLib, GstRtspServer
-    except (ImportError, ValueError) as exc:
-        print(json.dumps({"skip": "GstRtspServer: " + str(exc)})); raise SystemExit
-    server = GstRtspServer.RTSPServer.new(); server.set_address("127.0.0.1"); server.set_service("0")
-    factory = GstRtspServer.RTSPMediaFactory.new()  # the file's own bitstream, paced in real time, not re-encoded
-    c = cfg["codec"]
-    factory.set_launch(f"( filesrc location={cfg['video']} ! qtdemux ! {c}parse ! rtp{c}pay name=pay0 pt=96 )")
-    server.get_mount_points().add_factory("/cam", factory)
-    context = GLib.MainContext.new(); server.attach(context)
-    threading.Thread(target=GLib.MainLoop.new(context, False).run, daemon=True).start()
-    source = f"rtsp://127.0.0.1:{server.get_bound_port()}/cam"
+source = rtsp_url(cfg["video"], cfg["codec"]) if cfg["rtsp"] else cfg["video"]
 
 from recording.options import parse_record_options
 from recording.recorder import Recording
@@ -208,6 +210,77 @@ def test_every_event_has_a_clip_of_the_source_bitstream(tmp_path, codec, rtsp):
         assert files["clip"] == str(tmp_path / "clips" / event["clip"])
         assert files["snapshot"] == str(tmp_path / "clips" / event["snapshot"])
         assert files["thumb"] == files["snapshot"].replace(".jpg", "-crop.jpg")
+
+# An RTSP source read, lost and read again, as the camera's capture layer does (recording.cli.tap_readers'
+# reader_for called once per open): the second session starts at pts 0 and unit 0 on the wire.
+REOPENED = COMMON + """
+import cv2
+cfg = json.loads(sys.argv[1])
+need("x264enc", "h264parse", "mp4mux", "qtdemux", "appsrc", "avdec_h264", "rtspsrc", "rtph264pay")
+make_video(cfg["video"], "h264", cfg["frames"])
+url = rtsp_url(cfg["video"], "h264")
+from recording.cli import tap_readers
+from recording.options import parse_record_options
+from recording.recorder import Recording
+from recording.snapshots import TrackBox
+from streams.sources import parse_source
+options = parse_record_options(cfg["folder"], ["all"], cfg["pre"], cfg["post"], None, None, ["ball"])
+recording = Recording(options, ["cam"], log=lambda m: print(m, file=sys.stderr))
+stream = recording.stream("cam")
+units, frames, events, gaps = [], [], [], []
+record_unit = stream.on_unit
+stream.on_unit = lambda unit: (units.append([unit.index, unit.pts_ns, unit.keyframe]), record_unit(unit))
+reader_for = tap_readers(recording, 10.0)
+for session, (count, event_at) in enumerate(cfg["sessions"]):
+    reader = reader_for("cam", parse_source(url))
+    for n in range(count):
+        got = reader.read()
+        assert got is not None, reader.tap.error
+        frames.append([session, reader.time_s])
+        stream.on_tracks(reader.time_s, got[1], [TrackBox(1, "ball", (100.0, 80.0, 180.0, 160.0), 0.9)])
+        if n == event_at:
+            event = {"type": "zone_enter", "stream": "cam", "seq": len(events), "frame": n,
+                     "timestamp": reader.time_s, "track_id": 1}
+            event.update(stream.on_event(dict(event)))
+            events.append(event)
+    reader.close()
+    left = time.monotonic()
+    time.sleep(cfg["away_s"])  # the source away
+    gaps.append(time.monotonic() - left)
+recording.close()
+clips = {}
+for event in events:
+    path = cfg["folder"] + "/" + event["clip"]
+    capture, decoded = cv2.VideoCapture(path), 0
+    while capture.read()[0]:
+        decoded += 1
+    clips[event["clip"]] = {"decoded": decoded, "meta": json.load(open(path[:-4] + ".json"))}
+print(json.dumps({"units": units, "frames": frames, "events": events, "gaps": gaps, "clips": clips,
+                  "metrics": recording.metrics()}))
+"""
+
+
+@pytest.mark.slow
+def test_a_reopened_rtsp_source_keeps_the_recorders_clock_going(tmp_path):
+    sessions, away = [(45, 36), (45, 12)], 0.5  # (frames read, the frame of its event) per session
+    run = system_json(REOPENED, {"video": str(tmp_path / "source.mp4"), "frames": 3 * FPS, "sessions": sessions,
+                                 "folder": str(tmp_path / "clips"), "pre": 1.0, "post": 0.3, "away_s": away})
+    units, frames = run["units"], run["frames"]
+    assert [u[0] for u in units] == list(range(len(units)))  # unit numbers go on after the reopen
+    assert all(a[1] < b[1] for a, b in zip(units, units[1:]))  # pts too (no B-frames in the source)
+    times = [t for _, t in frames]
+    assert all(a < b for a, b in zip(times, times[1:])), times  # the events' clock never goes back
+    last_first = next(i for i, (session, _) in enumerate(frames) if session == 1) - 1
+    jump = times[last_first + 1] - times[last_first]
+    assert away <= jump < run["gaps"][0] + 3.0  # the time the source was away (and reconnecting) is counted
+    assert run["metrics"]["clips_failed"] == 0 and run["metrics"]["clips_written"] >= 1
+    for event in run["events"]:
+        clip = run["clips"][event["clip"]]
+        meta = clip["meta"]
+        assert clip["decoded"] == meta["units"] > 0  # plays: every unit decodes, across the reopen too
+        assert meta["start_time_s"] <= event["timestamp"] <= meta["end_time_s"]
+        assert (tmp_path / "clips" / event["snapshot"]).is_file()
+
 
 SETUP = COMMON + """
 cfg = json.loads(sys.argv[1])
