@@ -1,0 +1,108 @@
+"""What one frame of a 1080p camera costs this box, step by step (benchmarks/camera_bound.FrameCosts), measured
+apart from the camera app, for benchmarks/cameras.py's bound.
+
+Decoding: the process's CPU time (user + system, GStreamer's threads included) reading the source through the
+decode plan the camera chooses (streams/decoding.py, scaled to the model's input). The rest: this thread's CPU
+time over the decoded frames: the motion test (streams/motion.py, also the share of frames it sends to the
+detector), the detector's pre-processing, the post-processor on the network's real outputs at the camera's
+tracking score threshold, the tracker's update and prediction. Inference: benchmark_app's throughput with the
+throughput hint at batch 1 (the app's schedule on a CPU) on all cores, as cores / images per second.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from benchmarks.camera_bound import FrameCosts
+
+
+def process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def decode_cost(location: str, codec: str, size: Tuple[int, int], frames: int,
+                skip: int = 10) -> Tuple[float, List[np.ndarray], str]:
+    """(CPU seconds per frame, the frames, the plan's line) reading ``frames`` frames of ``location`` (a file or
+    rtsp:// URL) through the camera's decode plan at ``size``, after ``skip`` untimed ones (set-up)."""
+    import cv2
+
+    from streams.decoding import DecodeRequest, available_elements, plan_decoding
+
+    plan = plan_decoding(DecodeRequest(location, codec, size), available_elements())
+    capture = cv2.VideoCapture(plan.launch, cv2.CAP_GSTREAMER)
+    got: List[np.ndarray] = []
+    try:
+        for _ in range(skip):
+            capture.read()
+        started = process_cpu()
+        while len(got) < frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            got.append(frame)
+        spent = process_cpu() - started
+    finally:
+        capture.release()
+    if len(got) < frames // 2:
+        raise RuntimeError(f"{location}: read {len(got)} of {frames} frames through {plan.launch}")
+    return spent / len(got), got, plan.reason
+
+
+def thread_seconds(work, repeat: int = 1) -> float:
+    """This thread's CPU seconds for ``repeat`` calls of ``work()``, per call."""
+    started = time.thread_time()
+    for _ in range(repeat):
+        work()
+    return (time.thread_time() - started) / repeat
+
+
+def motion_cost(frames: Sequence[np.ndarray]) -> Tuple[float, float]:
+    """(CPU seconds per frame of the motion test at the camera's defaults, the share it sends to the detector)."""
+    from streams.motion import MotionGate, MotionOptions
+
+    gate = MotionGate(MotionOptions())
+    verdicts: List[bool] = []
+    seconds = thread_seconds(lambda: verdicts.extend(gate.check(f).detect for f in frames)) / len(frames)
+    return seconds, sum(verdicts) / len(verdicts)
+
+
+def host_costs(detector, frames: Sequence[np.ndarray], sample: int = 40) -> Dict[str, float]:
+    """CPU seconds per frame of ``detector``'s pre-processing and post-processing (the network's real outputs
+    of the frames), the tracker's update with those detections and its prediction, on the first ``sample``
+    frames; and the mean detections a frame."""
+    from analytics.tracker import ByteTracker
+
+    frames = list(frames[:sample])
+    outputs = [detector.infer(detector.prepare(f)) for f in frames]
+    sizes = [[(f.shape[0], f.shape[1])] for f in frames]
+    pre = thread_seconds(lambda: [detector.prepare(f) for f in frames], 3) / len(frames)
+    post = thread_seconds(lambda: [detector.postprocessor.batch(o, s) for o, s in zip(outputs, sizes)], 3)
+    found = [detector.postprocessor.batch(o, s)[0] for o, s in zip(outputs, sizes)]
+    for d in found:  # untimed: the first calls start tracks and warm the assignment code
+        ByteTracker(num_classes=len(detector.class_names)).update(d.boxes, d.scores, d.labels)
+    tracker = ByteTracker(num_classes=len(detector.class_names))
+    track = thread_seconds(lambda: [tracker.update(d.boxes, d.scores, d.labels) for d in found], 3)
+    predict = thread_seconds(lambda: [tracker.predict() for _ in found], 3)
+    n = len(frames)
+    return {"preprocess": pre, "postprocess": post / n, "track": track / n, "predict": predict / n,
+            "detections": float(np.mean([len(d.scores) for d in found]))}
+
+
+def inference_cost(xml: Path, cores: int, seconds: float) -> float:
+    """CPU seconds one network call takes: ``cores`` / benchmark_app's images/s (throughput hint, batch 1);
+    NaN when benchmark_app is missing."""
+    from benchmarks.batching import benchmark_app
+
+    found = benchmark_app(xml, 1, "throughput", seconds)
+    return cores / found["images_per_s"] if found.get("images_per_s") else float("nan")
+
+
+def frame_costs(decode: float, host: Dict[str, float], inference: float, gate: float = 0.0) -> FrameCosts:
+    return FrameCosts(decode=decode, preprocess=host["preprocess"], postprocess=host["postprocess"],
+                      inference=inference, track=host["track"], predict=host["predict"], gate=gate)
