@@ -39,6 +39,8 @@ class Runtime:
         also_opens: what it opens only when asked for by name.
         throughput_options: load options for a caller that keeps several requests in flight (OpenVINO's
             throughput hint), so that such callers need not know the runtime.
+        static_batch_options: load options that, with ``max_batch=N``, compile a dynamic-batch model for
+            exactly N images (calls padded to N) where a dynamic axis costs speed (OpenVINO on a CPU).
     """
 
     name: str
@@ -46,6 +48,7 @@ class Runtime:
     factory: Callable[..., Detector]
     also_opens: Tuple[str, ...] = ()
     throughput_options: Mapping[str, Any] = field(default_factory=dict)
+    static_batch_options: Mapping[str, Any] = field(default_factory=dict)
 
     def matches(self, location: str, forced: bool = False) -> bool:
         patterns = self.opens + (self.also_opens if forced else ())
