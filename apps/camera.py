@@ -92,7 +92,10 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
     streams = parse_streams(stream_specs(args.source or [], args.sources), csi)  # bad sources before any work
     names = [stream.name for stream in streams]
     gating(args).check_streams(names)
-    detector, schedule = scheduled_detector(model_setup(args), len(streams), log)
+    from streams.schedule_probe import ProbeOptions
+
+    probe = ProbeOptions() if args.schedule == "measure" else None
+    detector, schedule = scheduled_detector(model_setup(args), len(streams), log, probe)
     analytics = view = recording = None
     try:
         recording = recording_for(args, names, detector.class_names, log)  # class triggers before streams open
@@ -144,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--async-depth", type=int, help="requests in flight, so capture, pre- and post-processing "
                        "overlap inference (default: per runtime, see docs/multistream.md); 0: one synchronous "
                        "call at a time, OpenVINO's latency hint: the lowest delay per frame")
+    sched.add_argument("--schedule", choices=("measure", "rule"), default="measure",
+                       help="without --batch-size and --async-depth, on a CPU runtime with 2+ streams: measure the "
+                            "batch and requests in flight at start, cached per model and machine (measure), or "
+                            "take the fixed rule: 1 frame per call, 4 in flight (default: %(default)s)")
     sched.add_argument("--batch-timeout", type=float, default=10.0,
                        help="ms a batch waits for slower streams' frames (default: %(default)s)")
     sched.add_argument("--score-threshold", type=float,
