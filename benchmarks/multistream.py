@@ -71,6 +71,7 @@ class Variant:
     processes: bool = False
     realtime: bool = False  # files at their own 30 FPS (--realtime), as cameras deliver: latency below saturation
     static: bool = False  # the IR built from the static batch-1 ONNX (what max_batch=1 would compile)
+    rule: bool = False  # the fixed rule (--schedule rule) instead of the schedule measured at start
 
     @property
     def label(self) -> str:
@@ -80,6 +81,8 @@ class Variant:
             return f"{self.streams} streams at 30 FPS each (--realtime)"
         if self.static:
             return f"{self.streams} streams (default schedule), static batch-1 IR"
+        if self.rule:
+            return f"{self.streams} streams --schedule rule"
         knobs = [f"--batch-size {self.batch}" if self.batch is not None else "",
                  f"--async-depth {self.depth}" if self.depth is not None else "",
                  f"--batch-timeout {self.timeout_ms:g}" if self.timeout_ms != 10.0 else ""]
@@ -95,6 +98,8 @@ class Variant:
             args += ["--async-depth", str(self.depth)]
         if self.realtime:
             args.append("--realtime")
+        if self.rule:
+            args += ["--schedule", "rule"]
         return args
 
 
@@ -305,6 +310,8 @@ def variants(args: argparse.Namespace) -> List[Variant]:
             found.append(Variant(precision, args.knob_streams[0], realtime=True))
         if args.static:
             found.append(Variant(precision, args.knob_streams[0], static=True))
+        if args.rule:
+            found += [Variant(precision, n, rule=True) for n in args.streams if n > 1]
     return found
 
 
@@ -324,6 +331,8 @@ def main() -> None:
     parser.add_argument("--static", action="store_true",
                         help="also the default schedule on IRs built from the static batch-1 ONNX")
     parser.add_argument("--no-realtime", action="store_true", help="skip the --realtime variant")
+    parser.add_argument("--rule", action="store_true",
+                        help="also each stream count (2+) with --schedule rule, beside the schedule measured at start")
     parser.add_argument("--app-seconds", type=float, default=3.0, help="benchmark_app -t (default: %(default)s)")
     parser.add_argument("--video-frames", type=int, default=3000,
                         help="frames per video: more than a stream reads in --duration (default: %(default)s)")
