@@ -1,0 +1,176 @@
+"""The running box (issue #27) at the library level, on the demo model and generated videos: two models side
+by side, and one box changed while it runs: a stream added, a zone patched, FP32 swapped for INT8, a swap to
+other class names refused, a stream removed with its outputs complete. Stalls are measured from the frames'
+timestamps (capture times); the only fixed times are the issue's (1 s, 5 s)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.test_camera import write_video
+from tests.test_camera_analytics import sequence_video
+
+LEFT = {"coordinates": "normalized", "zones": [{"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}]}
+WHOLE = {"coordinates": "normalized", "zones": [{"name": "whole", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    from calibration.synthetic_tracks import ensure_tracking_set
+
+    return sorted(p for p in ensure_tracking_set().iterdir() if (p / "img1").is_dir())
+
+
+def box(data: Dict[str, Any], base: Path):
+    from box.runner import BoxRunner
+    from boxconfig.__main__ import camera_defaults
+    from boxconfig.loading import check_config
+
+    defaults = camera_defaults()
+    return BoxRunner(check_config(data, "test", defaults, base), log=lambda _: None), defaults
+
+
+def records(path: Path) -> List[Dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def longest_gap(lines: List[Dict[str, Any]]) -> float:
+    times = [r["timestamp"] for r in lines]
+    return max(np.diff(times)) if len(times) > 1 else 0.0
+
+
+def test_two_models_side_by_side_each_serve_their_streams(tmp_path, demo_model, demo_irs, sequences):
+    video = sequence_video(sequences[0], tmp_path / "a.avi")
+    runner, _ = box({"models": {"ir": {"path": str(demo_irs["fp32"])}, "onnx": {"path": str(demo_model[1])}},
+                     "streams": [{"name": "a", "source": str(video), "model": "ir", "max_frames": 20},
+                                 {"name": "b", "source": str(video), "model": "onnx", "max_frames": 20}],
+                     "outputs": {"headless": True, "json": "out"}}, tmp_path)
+    stop = threading.Event()
+    runner.open(stop)
+    kinds = {name: group.detector.describe().split()[0] for name, group in runner.groups.items()}
+    summary = runner.run(stop)
+    assert kinds == {"ir": "openvino", "onnx": "onnxruntime"}
+    assert {m: list(s["streams"]) for m, s in summary["models"].items()} == {"ir": ["a"], "onnx": ["b"]}
+    for name in "ab":
+        lines = records(tmp_path / "out" / f"{name}.jsonl")
+        assert [r["frame"] for r in lines] == list(range(20)) and {r["stream"] for r in lines} == {name}
+
+
+def same(record: List[Dict[str, Any]], detections) -> bool:
+    if len(record) != len(detections):
+        return False
+    return all(r["label"] == int(label) and abs(r["score"] - float(score)) < 1e-3 and
+               np.allclose(r["box"], box_, atol=0.5)
+               for r, label, score, box_ in zip(record, detections.labels, detections.scores, detections.boxes))
+
+
+def own_detections(video: Path, paths: Dict[str, Path], threshold: float) -> Dict[str, List[Any]]:
+    """Each model's detections of every frame of ``video`` (identical frames detected once)."""
+    from runtimes.loader import load_detector
+
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    found: Dict[str, List[Any]] = {}
+    for name, path in paths.items():
+        detector = load_detector(str(path), score_threshold=threshold)
+        seen: Dict[bytes, Any] = {}
+        for frame in frames:
+            key = frame.tobytes()
+            if key not in seen:
+                seen[key] = detector(frame)
+        found[name] = [seen[frame.tobytes()] for frame in frames]
+        detector.close()
+    return found
+
+
+def other_classes_model(ir: Path, folder: Path) -> Path:
+    """The demo IR with another name for its first class in its metadata (the same weights, input, batch)."""
+    import shutil
+
+    path = folder / "renamed.xml"
+    path.write_text(ir.read_text().replace("&quot;ellipse&quot;", "&quot;oval&quot;"))
+    shutil.copy(ir.with_suffix(".bin"), path.with_suffix(".bin"))
+    return path
+
+
+def test_a_running_box_takes_streams_zones_and_a_model_without_stalling(tmp_path, demo_model, demo_irs, sequences):
+    from box.control import ControlError
+    from box.control_impl import BoxController
+
+    live = write_video(tmp_path / "live.avi", sorted((sequences[0] / "img1").glob("*.jpg")), (480, 360), 15.0, 3)
+    filed = write_video(tmp_path / "file.avi", sorted((sequences[1] / "img1").glob("*.jpg")), (480, 360), 15.0, 3)
+    runner, defaults = box({"models": {"m": {"path": str(demo_irs["fp32"])}},
+                            "streams": [{"name": "s1", "source": str(live), "realtime": True, "zones": LEFT}],
+                            "sinks": {"events_file": "events.jsonl"},
+                            "outputs": {"headless": True, "json": "out", "video": "videos"}}, tmp_path)
+    control = BoxController(runner, defaults)
+    stop = threading.Event()
+    runner.open(stop)
+    threshold = runner.groups["m"].detector.score_threshold
+    result: Dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: result.update(runner.run(stop)))
+    worker.start()
+    try:
+        frames = lambda name: control.runner.statuses().get(name, {}).get("frames", 0)
+        while frames("s1") < 10:
+            time.sleep(0.05)
+        for bad, status in (({"name": "a/b", "source": str(filed)}, 400), ({"name": "s3"}, 400),
+                            ({"name": "s1", "source": str(filed)}, 409)):
+            with pytest.raises(ControlError) as refused:
+                control.add_stream(bad)
+            assert refused.value.status == status
+        with pytest.raises(ControlError) as refused:
+            control.patch_stream("nope", {"zones": WHOLE})
+        assert refused.value.status == 404
+
+        added = time.monotonic()
+        control.add_stream({"name": "s2", "source": str(filed)})
+        while frames("s2") == 0:
+            assert time.monotonic() - added < 5.0, "no frame of the added stream within 5 s"
+            time.sleep(0.02)
+        control.swap_model("m", {"path": str(demo_irs["int8"])})
+        assert runner.groups["m"].detector.meta.precision == "int8"
+        with pytest.raises(ControlError) as refused:
+            control.swap_model("m", {"path": str(other_classes_model(Path(demo_irs["fp32"]), tmp_path))})
+        assert refused.value.status == 422 and "class_map" in refused.value.message
+        before = frames("s1")
+        control.patch_stream("s1", {"zones": WHOLE})
+        patched = time.monotonic()
+        while frames("s1") < before + 15 or time.monotonic() - patched < 1.0:
+            time.sleep(0.05)  # the old model kept running: s1 goes on after the refusal
+        removed = control.remove_stream("s1")
+    finally:
+        worker.join(60)
+        stop.set()
+    assert not worker.is_alive() and result["models"]["m"]["streams"]["s2"]["frames"] == 240
+
+    s1 = records(tmp_path / "out" / "s1.jsonl")  # complete: renamed into place when s1 was removed
+    assert len(s1) == removed["frames"] and longest_gap(s1) <= 1.0
+    video = cv2.VideoCapture(str(tmp_path / "videos" / "s1.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == removed["frames"]
+    zone_events = [e["zone"] for r in s1 for e in r["events"] if e.get("zone")]
+    assert "whole" in zone_events and "left" not in zone_events[zone_events.index("whole"):]
+    assert list(result["analytics"]["streams"]["s1"]["zones"]) == ["whole"]
+
+    s2 = records(tmp_path / "out" / "s2.jsonl")
+    assert [r["frame"] for r in s2] == list(range(240)) and longest_gap(s2) <= 1.0  # no frame lost in the swap
+    own = own_detections(filed, {"fp32": demo_irs["fp32"], "int8": demo_irs["int8"]}, threshold)
+    fp32 = [same(r["detections"], own["fp32"][r["frame"]]) for r in s2]
+    int8 = [same(r["detections"], own["int8"][r["frame"]]) for r in s2]
+    assert all(a or b for a, b in zip(fp32, int8))
+    last_fp32 = max(i for i, (a, b) in enumerate(zip(fp32, int8)) if a and not b)
+    first_int8 = min(i for i, (a, b) in enumerate(zip(fp32, int8)) if b and not a)
+    assert last_fp32 < first_int8 and all(int8[first_int8:])  # one cut: every record after it is INT8's
