@@ -91,7 +91,10 @@ def from_args(args: argparse.Namespace, stream_names: List[str], class_names: Se
             events_file = JsonLinesSink(events_path(args) or Path(DEFAULT_EVENTS_FILE))
             sinks.append(events_file)
         if mqtt_address is not None:
-            sinks.append(MqttSink(*mqtt_address, queue_size=args.sink_queue))
+            mqtt = MqttSink(*mqtt_address, queue_size=args.sink_queue)
+            sinks.append(mqtt)
+            if recording is not None:  # each snapshot's JPEG to TOPIC/STREAM/snapshot once written
+                recording.on_snapshot(mqtt.publish_snapshot)
         if args.webhook:
             sinks.append(WebhookSink(args.webhook, queue_size=args.sink_queue))
     except BaseException:

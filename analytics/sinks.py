@@ -219,7 +219,8 @@ def parse_mqtt_address(text: str) -> Tuple[str, int, str]:
 
 
 class MqttSink(Sink):
-    """Each event published with QoS 1 to ``<topic>/<stream>`` (paho-mqtt; connected when made).
+    """Each event published with QoS 1 to ``<topic>/<stream>`` (paho-mqtt; connected when made); with --record,
+    each event's snapshot JPEG to ``<topic>/<stream>/snapshot`` (:meth:`publish_snapshot`).
 
     paho keeps unacknowledged messages and sends them again after it reconnects (1 s to 30 s back-off), so
     a broker that restarts gets what was published meanwhile; an event counts as sent on the broker's
@@ -286,6 +287,12 @@ class MqttSink(Sink):
                 acked = False
         if acked:
             self._delivered()
+
+    def publish_snapshot(self, stream: str, jpeg: bytes) -> None:
+        """An event's snapshot (JPEG bytes) to ``<topic>/<stream>/snapshot``, retained, as Frigate does: a
+        subscriber gets the newest at once. QoS 0, not counted in ``sent``/``failed``: the event (with its
+        ``snapshot`` path) is what is delivered at least once. Never blocks (paho queues it)."""
+        self._client.publish(f"{self.topic}/{stream}/snapshot", jpeg, qos=0, retain=True)
 
     def _finish(self, timeout_s: float) -> None:
         self._no_pending.wait(timeout_s)
