@@ -156,6 +156,10 @@ class EncodedTap:
     def _on_source_setup(self, _bin: Any, source: Any) -> None:
         if source.find_property("latency") is not None:  # rtspsrc: 2 s of jitter buffer by default
             source.set_property("latency", 200)
+        if source.find_property("buffer-mode") is not None:
+            # the sender's RTP times as they are: the default ("slave") smooths them by arrival, which puts
+            # a B-frame after the reference frame it precedes (x265 over RTSP: by 130 ms) and cut clips short
+            source.set_property("buffer-mode", 0)
 
     def _on_pad(self, _parsebin: Any, pad: Any) -> None:
         caps = (pad.get_current_caps() or pad.query_caps(None)).to_string()
