@@ -3,7 +3,13 @@ scheduler one :class:`~streams.frame.Frame` at a time in a slot; one retry polic
 
 Live sources (cameras, RTSP, HTTP, pipelines) offer their newest frame: a frame the scheduler has not taken
 when the next one arrives is stale, replaced and counted (``dropped``). Files and folders are read frame by
-frame and nothing is dropped: the grab thread waits while its frame is not taken. A live source that cannot
+frame and nothing is dropped: the grab thread waits while its frame is not taken. Files played ``realtime``
+are read like cameras: at their own pace, the newest frame offered (a stale one replaced and counted), the
+frames the reader itself is late for skipped (counted too, from the gaps in its frame numbers); they start
+their clocks at one instant, once every such stream has made its first attempt to open
+(:class:`StartTogether`), so none drops frames while the others open.
+Either way a stream holds at most one frame waiting: when the box cannot keep up, frames are dropped at the
+source, never queued, and the scheduler's rotation shares what it serves among the streams. A live source that cannot
 be opened, fails, or delivers no frame within ``timeout_s`` (its reader gives up then, streams/sources.py)
 is opened again after :class:`RetryPolicy`'s wait, which doubles up to its maximum and starts over after a
 frame; the run goes on with the other streams meanwhile.
@@ -50,6 +56,36 @@ class RetryPolicy:
             wait = min(self.max_s, wait * 2)
 
 
+class StartTogether:
+    """One clock start for the realtime file streams of one run: each joins when its capture is made and,
+    once opened, waits (at most ``limit_s`` from its own wait, ended early by a stop) until every stream that
+    joined has made its first attempt to open; they all get the same instant. A stream joining after that
+    instant (added to a running box) keeps its own clock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._joined: List["StreamCapture"] = []
+        self.instant: Optional[float] = None
+
+    def join(self, capture: "StreamCapture") -> bool:
+        with self._lock:
+            if self.instant is not None:
+                return False
+            self._joined.append(capture)
+            return True
+
+    def wait(self, stop: threading.Event, limit_s: float) -> float:
+        deadline = time.monotonic() + limit_s
+        while True:
+            with self._lock:
+                if self.instant is None and (all(c.attempted.is_set() for c in self._joined)
+                                             or time.monotonic() >= deadline or stop.is_set()):
+                    self.instant, self._joined = time.monotonic(), []
+                if self.instant is not None:
+                    return self.instant
+            stop.wait(0.01)  # (opening takes tens of milliseconds a stream or more)
+
+
 @dataclass(frozen=True)
 class CaptureOptions:
     """How every stream is captured: ``realtime`` files at their own pace, at most ``max_frames`` frames a
@@ -67,6 +103,8 @@ class CaptureOptions:
     # name and source, a FrameReader-like object or None (the usual reader). A reader with ``time_s`` (the
     # frame's stream time) gives the frames their timestamps, so events and its encoded video share a clock.
     reader_for: Optional[Callable[[str, SourceSpec], Any]] = None
+    # Shared by every capture made with these options (dataclasses.replace keeps it): see StartTogether.
+    start_together: StartTogether = field(default_factory=StartTogether, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -100,12 +138,14 @@ class StreamCapture:
                  notify: Callable[[], None] = lambda: None) -> None:
         self.name, self.source, self.options, self.log, self.notify = stream.name, stream.source, options, log, notify
         self.live = self.source.live
+        realtime_file = options.realtime and not self.live and self.source.folder is None  # (folders: no pace)
+        self.newest = self.live or realtime_file  # offers its newest frame (else every frame, in turn)
         self.state = "opening"
         self.error: Optional[str] = None
         self.description = self.source.text
         self.fps = 30.0  # the source's own frame rate once a file is open
         self.frames_read = 0
-        self.dropped = 0  # live frames replaced before the scheduler took them
+        self.dropped = 0  # frames replaced before the scheduler took them, or a realtime file skipped
         self.reopens = 0  # times a live source was opened again after it was lost
         self.attempted = threading.Event()  # set once the first attempt to open has succeeded or failed
         self._slot: Optional[Frame] = None
@@ -116,6 +156,7 @@ class StreamCapture:
         self._last_frame = 0.0
         self._next_index = 0  # the stream's number for the next reader's first frame
         self._planned: Optional[PlannedSource] = None  # the source with its decoding plans, made once
+        self._together = realtime_file and options.start_together.join(self)
 
     def start(self) -> None:
         self._thread.start()
@@ -141,6 +182,8 @@ class StreamCapture:
         while not self._stop.is_set():
             first = not self.attempted.is_set()
             reader = self._open()
+            if reader is not None and first and self._together:
+                self._start_with_the_others(reader)
             if reader is not None:
                 if lost:
                     self.reopens += 1
@@ -189,6 +232,15 @@ class StreamCapture:
         self.attempted.set()
         return reader
 
+    def _start_with_the_others(self, reader: FrameReader) -> None:
+        """Wait for the other realtime streams to open (bounded as the pipeline's wait for them is), then
+        count this one's frames (their timestamps too) from the instant they share."""
+        at = self.options.start_together.wait(self._stop, 2 * self.options.timeout_s + 1.0)
+        start_clock = getattr(reader, "start_clock", None)
+        if start_clock is not None:
+            start_clock(at)
+        self._start = at
+
     def _read(self, reader: FrameReader) -> bool:
         """Offer ``reader``'s frames until it ends; True when the stream is over (a file's end, max_frames,
         stop), False when a live source failed or gave up waiting for a frame."""
@@ -199,6 +251,8 @@ class StreamCapture:
             got = reader.read()
             if got is None:
                 break
+            if got[0] > last + 1:  # a realtime file skipped the frames it was late for
+                self.dropped += got[0] - last - 1
             last, image = got
             now = time.monotonic()
             stream_time = getattr(reader, "time_s", None)
@@ -219,10 +273,10 @@ class StreamCapture:
         return size if size is not None and size != (image.shape[1], image.shape[0]) else None
 
     def _offer(self, frame: Frame) -> bool:
-        """Put ``frame`` in the slot: a live frame replaces an untaken one, a file frame waits for it to be
-        taken. False when stopped."""
+        """Put ``frame`` in the slot: a live (or realtime) frame replaces an untaken one, a file frame waits
+        for it to be taken. False when stopped."""
         with self._cond:
-            if self.live:
+            if self.newest:
                 if self._slot is not None:
                     self.dropped += 1
             else:
