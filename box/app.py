@@ -118,12 +118,13 @@ def run_box(start: BoxStart, stop: threading.Event, log: Callable[[str], None] =
     """Run the box of ``start`` until its streams end or ``stop`` is set; the summary. The control API is
     served once every model is loaded and every stream open; SIGHUP reloads from then on."""
     from box.control_impl import BoxController
+    from box.observers import MergedStatuses
     from box.runner import BoxRunner
     from box.writeback import WritebackControl
 
     view = live_view(start.config, log)
     try:
-        runner = BoxRunner(start.config, log, observers=[view], label=str(start.path))
+        runner = BoxRunner(start.config, log, observers=[MergedStatuses(view)], label=str(start.path))
         control: Any = BoxController(runner, start.defaults, start.path)
         if start.writeback:
             control = WritebackControl(control, start.path, start.file_data, start.defaults, log)

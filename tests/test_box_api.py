@@ -254,3 +254,23 @@ def test_without_a_configuration_the_api_answers_503():
         assert json.loads(answer.value.read())["error"].endswith("start the camera with --config FILE")
     finally:
         view.close()
+
+
+def test_two_models_pipelines_report_apart_and_the_health_sees_the_whole_box():
+    """Each model's pipeline reports only its streams; merged, neither half fails /healthz, and a pipeline
+    that stops reporting has its streams failed once its last report is older than the time-out."""
+    from box.observers import MergedStatuses
+    from webview.live import LiveView
+
+    view = LiveView(["a", "b"], status_timeout_s=5.0)
+    observer = MergedStatuses(view, stale_s=0.3)
+    alive = {"alive": True, "frames": 1}
+    observer.on_status({"a": alive})
+    observer.on_status({"b": alive})
+    observer.on_status({"a": alive})
+    assert view.health()[0], view.health()
+    time.sleep(0.4)  # (the time-out itself is what is tested)
+    observer.on_status({"a": alive})
+    assert view.health()[1]["failing"] == {"b": "no status for this stream"}
+    observer.on_stream_removed("b")
+    assert view.health()[0] and view.health()[1]["streams"] == ["a"]
