@@ -199,7 +199,7 @@ def test_unknown_paths_and_escapes_are_404_and_nothing_else_is_served(view, capf
         code, _, body = get(view, path + ("&" if "?" in path else "?") + f"token={TOKEN}")
         assert code == 404, path
         assert b"root:" not in body and b"import" not in body
-    assert get(view, f"/?token={TOKEN}", method="POST")[0] == 501
+    assert get(view, f"/?token={TOKEN}", method="PUT")[0] == 501  # (POST is served: /api takes it)
     assert get(view, f"/snapshot/cam0.jpg?token={TOKEN}")[0] == 200  # the real one still works
     assert capfd.readouterr().err == ""
 
