@@ -4,6 +4,7 @@ runtimes load; frames of all streams are batched through one detector.
     python apps/camera.py --model outputs/ssdlite320_shapes_int8.xml --source 0
     python apps/camera.py --model ssd.engine --source csi://0 --source csi://1 --headless --output out/ --json out.jsonl
     python apps/camera.py --model ssd.onnx --sources cameras.txt --score-threshold 0.5   # NAME=SOURCE per line
+    python apps/camera.py --config box.yaml --config-writeback   # models, streams, zones, web view, control API
 
 Each stream has a grab thread (live sources deliver their newest frame; files every frame), one inference
 worker batches a frame of every stream that has one and keeps requests in flight, and each stream's output
