@@ -215,14 +215,16 @@ class VideoReader(FrameReader):
             self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0) or 30.0
         self.realtime = realtime and not spec.live
         self.index = -1
-        self.start = time.monotonic()  # a realtime file's frame k is due at start + k / fps
+        self.start: Optional[float] = None  # a realtime file's frame k is due at start + k / fps
 
     def start_clock(self, at: float) -> None:
         """Count a realtime file's frames as due from ``at`` (a time.monotonic() instant) instead of its
-        opening: realtime files played together start at one instant (streams/capture.StartTogether)."""
+        first read: realtime files played together start at one instant (streams/capture.StartTogether)."""
         self.start = at
 
     def read(self) -> Optional[Read]:
+        if self.start is None:
+            self.start = time.monotonic()
         if self.realtime and self.index >= 0:
             early = self.start + (self.index + 1) / self.fps - time.monotonic()
             if early > 0:
