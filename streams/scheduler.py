@@ -35,7 +35,8 @@ class Schedule:
 
 def plan_schedule(detector: Detector, streams: int, batch: Optional[int] = None,
                   depth: Optional[int] = None) -> Schedule:
-    """Frames per call and requests in flight for ``streams`` streams on ``detector``, unless given.
+    """Frames per call and requests in flight for ``streams`` streams on ``detector``, unless given: the
+    fixed rule (the camera measures instead where it can: streams/schedule_probe.py, --schedule).
 
     On a CPU runtime (OpenVINO, ONNX Runtime) several single-frame requests in flight beat one batched
     call: each request gets CPU streams of its own and pre/post-processing overlaps inference
