@@ -33,6 +33,7 @@ from streams.scheduler import Schedule
 
 CACHE_VERSION = 1
 CACHE_ENTRIES = 64  # entries kept (the newest): one per model, runtime, options, stream count and machine
+CACHE_MAX_BYTES = 1 << 20  # 64 entries take ~60 kB; a larger file is not ours
 # Load options that change what is kept, not how fast the network runs: not part of the key.
 THRESHOLD_OPTIONS = ("score_threshold", "default_score_threshold", "iou_threshold", "topk_candidates",
                      "max_detections", "max_batch")
@@ -164,6 +165,8 @@ def measure(detectors: Mapping[int, Detector], pairs: Sequence[Pair], seconds: f
 
 def read_cache(path: Path, log: Callable[[str], None]) -> List[Dict[str, Any]]:
     try:
+        if path.stat().st_size > CACHE_MAX_BYTES:
+            raise ValueError(f"more than {CACHE_MAX_BYTES} bytes")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return []

@@ -72,14 +72,16 @@ def test_measured_once_then_cached_and_keyed(dynamic_onnx, tmp_path):
 
 def test_bad_cache_files_are_measured_over(dynamic_onnx, tmp_path):
     cache = tmp_path / "schedules.json"
-    cache.write_text("{not json")
     lines = []
     setup = ModelSetup(str(dynamic_onnx))
     quick = dict(batches=(1,), depths=(2,), seconds=0.1)
-    detector, schedule = scheduled_detector(setup, 2, lines.append, ProbeOptions(cache=cache, **quick))
-    detector.close()
-    assert "schedule measured in" in schedule.reason and len(json.loads(cache.read_text())["entries"]) == 1
-    assert len(lines) == 1 and "unreadable" in lines[0] and "measuring again" in lines[0]
+    for bad in ("{not json", " " * (1 << 20) + "{}"):  # (a file larger than 1 MB is not the cache's)
+        cache.write_text(bad)
+        lines.clear()
+        detector, schedule = scheduled_detector(setup, 2, lines.append, ProbeOptions(cache=cache, **quick))
+        detector.close()
+        assert "schedule measured in" in schedule.reason and len(json.loads(cache.read_text())["entries"]) == 1
+        assert len(lines) == 1 and "unreadable" in lines[0] and "measuring again" in lines[0]
     folder = tmp_path / "a-folder"
     folder.mkdir()  # not a regular file: never written over; the run goes on
     lines.clear()
