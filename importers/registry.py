@@ -33,15 +33,20 @@ def key_prefixes(state: StateDict, limit: int = 6) -> str:
 
 def recognise(state: StateDict) -> Tuple[Importer, Recognised]:
     """The importer that recognises ``state`` and what it recognised; UserError when none does, or when the
-    codebase is known but its network is not."""
+    codebase is known but its network is not. An importer that knows the network wins over one that knows
+    only the keys (UltraFace's are pytorch-ssd's module names on networks pytorch-ssd does not build)."""
     candidates = all_importers()
+    partial = None
     for importer in candidates:
         recognised = importer.recognise(state)
         if recognised is None:
             continue
         if recognised.network is None or recognised.missing:
-            raise UserError(f"recognised a {recognised.codebase} checkpoint, but {recognised.missing}")
+            partial = partial or recognised
+            continue
         return importer, recognised
+    if partial is not None:
+        raise UserError(f"recognised a {partial.codebase} checkpoint, but {partial.missing}")
     codebases = ", ".join(i.codebase for i in candidates)
     raise UserError(f"no codebase this toolkit imports ({codebases}) has these keys ({key_prefixes(state)}); "
                     "docs/checkpoints.md lists what each is recognised by")
