@@ -38,13 +38,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @dataclass(frozen=True)
 class BoxStart:
     """What the box starts from: the effective ``config`` (file and flags), the file's ``path`` and own data
-    (without the flags: what a write-back edits), the flags' ``defaults``, and ``writeback``."""
+    (without the flags: what a write-back edits), the flags ``given`` on the command line and every flag's
+    ``defaults``, and ``writeback``."""
 
     config: Any  # boxconfig.config.BoxConfig
     path: Path
     file_data: Dict[str, Any]
+    given: Mapping[str, Any]
     defaults: Mapping[str, Any]
     writeback: bool
+
+    def read_again(self) -> Any:
+        """The file read again with the same flags over it (a reload keeps what the command line set)."""
+        from boxconfig.flags import effective_config
+        from boxconfig.loading import read_config_data
+
+        return effective_config(read_config_data(self.path), self.given, str(self.path), self.defaults,
+                                self.path.parent.resolve())
 
 
 def box_start(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], args: argparse.Namespace
@@ -63,7 +73,7 @@ def box_start(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], ar
     defaults = flag_defaults(parser)
     file_data = read_config_data(path)
     config = effective_config(file_data, given, str(path), defaults, path.parent.resolve())
-    return BoxStart(config, path, file_data, defaults, bool(args.config_writeback))
+    return BoxStart(config, path, file_data, given, defaults, bool(args.config_writeback))
 
 
 def configuration_line(config: Any) -> str:
@@ -117,7 +127,6 @@ def flushed_print(text: str) -> None:
 def run_box(start: BoxStart, stop: threading.Event, log: Callable[[str], None] = flushed_print) -> Dict[str, Any]:
     """Run the box of ``start`` until its streams end or ``stop`` is set; the summary. The control API is
     served once every model is loaded and every stream open; SIGHUP reloads from then on."""
-    from box.control_impl import BoxController
     from box.observers import MergedStatuses
     from box.runner import BoxRunner
     from box.writeback import WritebackControl
@@ -125,7 +134,7 @@ def run_box(start: BoxStart, stop: threading.Event, log: Callable[[str], None] =
     view = live_view(start.config, log)
     try:
         runner = BoxRunner(start.config, log, observers=[MergedStatuses(view)], label=str(start.path))
-        control: Any = BoxController(runner, start.defaults, start.path)
+        control: Any = _controller(runner, start)
         if start.writeback:
             control = WritebackControl(control, start.path, start.file_data, start.defaults, log)
         runner.open(stop)
@@ -140,6 +149,17 @@ def run_box(start: BoxStart, stop: threading.Event, log: Callable[[str], None] =
                 feeder.stop()
     finally:
         view.close()
+
+
+def _controller(runner: Any, start: BoxStart) -> Any:
+    """The box's control (box/control_impl.py) whose reloads put the command line's flags over the file."""
+    from box.control_impl import BoxController
+
+    class FlagsOverFile(BoxController):
+        def read_config(self) -> Any:
+            return start.read_again()
+
+    return FlagsOverFile(runner, start.defaults, start.path)
 
 
 def live_view(config: Any, log: Callable[[str], None]) -> Any:

@@ -153,7 +153,7 @@ class BoxController:
         if self.path is None:
             raise ControlError(409, "this box was started without a configuration file; nothing to reload")
         try:
-            new = check_config(read_config_data(self.path), str(self.path), self.defaults, self.path.parent)
+            new = self.read_config()
         except UserError as exc:
             raise ControlError(400, _one_line(exc)) from None
         old = self.runner.config
@@ -173,6 +173,12 @@ class BoxController:
             self.runner.config = dataclasses.replace(new, sinks=old.sinks, webview=old.webview, outputs=old.outputs,
                                                      csi=old.csi, recording=old.recording)
         return {"changes": changes.summary(), "restart_needed": list(changes.restart_sections)}
+
+    def read_config(self) -> BoxConfig:
+        """The configuration file read and checked (box/app.py puts the command line's flags over it, as at
+        start, so a reload does not drop them)."""
+        assert self.path is not None
+        return check_config(read_config_data(self.path), str(self.path), self.defaults, self.path.parent)
 
     def _apply_stream(self, old: StreamConfig, new: StreamConfig) -> None:
         data = _stream_data_of(new)

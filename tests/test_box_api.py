@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,9 +33,10 @@ ZONE = {"coordinates": "normalized", "zones": [{"name": "left", "polygon": [[0, 
 class BoxApp:
     """apps/camera.py --config running, its output lines collected; ``call`` speaks to its server."""
 
-    def __init__(self, config: Path, *flags: str) -> None:
+    def __init__(self, config: Path, *flags: str, env: Optional[Dict[str, str]] = None) -> None:
         self.proc = subprocess.Popen([sys.executable, "apps/camera.py", "--config", str(config), *flags],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=None if env is None else dict(os.environ, **env))
         self.lines: List[str] = []
         self.running = threading.Event()
         self.url = ""
@@ -222,15 +224,23 @@ def _umask() -> int:
     return mask
 
 
-def test_a_restart_from_the_written_file_comes_back_the_same_and_sighup_reloads(box):
+def test_a_restart_from_the_written_file_comes_back_the_same_and_reloads(box, tmp_path):
+    """Restarted as systemd starts it (READY=1, the watchdog fed), from the file the first run wrote; then the
+    file edited and SIGHUP sent; then a bad file, which a reload refuses and the box outlives."""
     app, config = box
     shown = app.call("GET", "/api/config")[1]
     streams = {name: entry["zones"] for name, entry in app.streams().items()}
     app.stop()
-    again = BoxApp(config, "--config-writeback", "--headless")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    again = BoxApp(config, "--config-writeback", "--headless",
+                   env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})
     try:
         assert {name: entry["zones"] for name, entry in again.streams().items()} == streams
         assert again.call("GET", "/api/config")[1] == shown
+        messages = [notify.recv(4096).decode() for _ in range(4)]  # READY, then STATUS and WATCHDOG each 0.2 s
+        assert messages[0].startswith("READY=1") and "WATCHDOG=1" in messages
 
         config.write_text(config.read_text().replace("  model: shapes\n", "  model: shapes\n  score_threshold: 0.5\n"))
         again.proc.send_signal(signal.SIGHUP)
@@ -239,8 +249,15 @@ def test_a_restart_from_the_written_file_comes_back_the_same_and_sighup_reloads(
             assert time.monotonic() < deadline, "".join(again.lines[-10:])
             time.sleep(0.1)
         assert any(line.startswith("SIGHUP: reloaded") for line in again.lines)
+        assert again.call("POST", "/api/reload") == (200, {"changes": "no change", "restart_needed": []})
+
+        config.write_text(config.read_text().replace("score_threshold: 0.5", "score_threshold: lots"))
+        status, answer = again.call("POST", "/api/reload")
+        assert status == 400 and "streams[0].score_threshold" in answer["error"], answer
+        assert again.streams()["yard"]["score_threshold"] == 0.5  # the running configuration kept
     finally:
         again.stop()
+        notify.close()
 
 
 def test_without_a_configuration_the_api_answers_503():
