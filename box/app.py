@@ -50,18 +50,22 @@ class BoxStart:
 
     def read_again(self) -> Any:
         """The file read again with the same flags over it (a reload keeps what the command line set)."""
-        from boxconfig.flags import effective_config
         from boxconfig.loading import read_config_data
 
-        return effective_config(read_config_data(self.path), self.given, str(self.path), self.defaults,
-                                self.path.parent.resolve())
+        return _flags_over(read_config_data(self.path), self.given, self.path, self.defaults)
+
+
+def _flags_over(file_data: Any, given: Mapping[str, Any], path: Path, defaults: Mapping[str, Any]) -> Any:
+    from boxconfig.flags import effective_config
+
+    return effective_config(file_data, given, str(path), defaults, path.parent.resolve())
 
 
 def box_start(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], args: argparse.Namespace
               ) -> BoxStart:
     """The configuration checked, flags over the file; UserError listing every problem (one line each)."""
     from boxconfig.defaults import flag_defaults
-    from boxconfig.flags import effective_config, given_flags
+    from boxconfig.flags import given_flags
     from boxconfig.loading import read_config_data
 
     given = given_flags(parser, list(argv) if argv is not None else None)
@@ -72,8 +76,8 @@ def box_start(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], ar
     path = Path(args.config)
     defaults = flag_defaults(parser)
     file_data = read_config_data(path)
-    config = effective_config(file_data, given, str(path), defaults, path.parent.resolve())
-    return BoxStart(config, path, file_data, given, defaults, bool(args.config_writeback))
+    return BoxStart(_flags_over(file_data, given, path, defaults), path, file_data, given, defaults,
+                    bool(args.config_writeback))
 
 
 def configuration_line(config: Any) -> str:
@@ -119,7 +123,6 @@ def watchdog(health: Callable[[], Any], log: Callable[[str], None]) -> List[Any]
     return [WatchdogFeeder(notifier, health, interval).start()]
 
 
-
 def flushed_print(text: str) -> None:
     print(text, flush=True)  # (a service's stdout is a pipe to the journal: lines as they happen)
 
@@ -131,6 +134,8 @@ def run_box(start: BoxStart, stop: threading.Event, log: Callable[[str], None] =
     from box.runner import BoxRunner
     from box.writeback import WritebackControl
 
+    # (SIGHUP's default action ends the process: a reload sent while the models load must not)
+    signal.signal(signal.SIGHUP, lambda *_: log("SIGHUP: the box is still starting; send it again once it runs"))
     view = live_view(start.config, log)
     try:
         runner = BoxRunner(start.config, log, observers=[MergedStatuses(view)], label=str(start.path))
