@@ -171,7 +171,7 @@ def test_hostile_requests_are_refused_and_reach_no_file(box, camera, demo_irs, t
         status, answer = app.call("POST", "/api/streams", {"name": name, "source": camera})
         assert status == 400 and answer["error"].startswith("name: a stream name with"), answer
     status, answer = app.call("PATCH", "/api/streams/door", {"source": camera})
-    assert status == 400 and "PATCH takes zones, score_threshold, keep_classes" in answer["error"]
+    assert status == 400 and "changes only zones, score_threshold, keep_classes" in answer["error"]
     status, answer = app.call("POST", "/api/streams", raw=b" " * (256 * 1024 + 1))
     assert status == 413 and "at most 262144" in answer
     status, answer = app.call("PATCH", "/api/streams/nothere", {"score_threshold": 0.5})
