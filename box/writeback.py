@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from box.control import BoxControl
-
-SWAP_ONLY = ("class_map", "max_map_drop", "validation")  # how a swap is checked, not part of the model
+from box.control_impl import SWAP_KEYS  # how a swap is checked, not part of the model
 
 
 class WritebackControl:
@@ -58,7 +57,7 @@ class WritebackControl:
     def swap_model(self, name: str, data: Dict[str, Any]) -> Dict[str, Any]:
         with self._lock:
             answer = self._control.swap_model(name, data)
-            model = {key: copy.deepcopy(value) for key, value in data.items() if key not in SWAP_ONLY}
+            model = {key: copy.deepcopy(value) for key, value in data.items() if key not in SWAP_KEYS}
             self._write(lambda file: file["models"].__setitem__(name, model), f"model {name} swapped")
             return answer
 
