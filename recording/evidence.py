@@ -12,26 +12,24 @@ import os
 import secrets
 import stat
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional
 
 RECENT = 200
-KINDS = ("clip", "snapshot", "thumb")  # the MP4, the full frame with the box, the crop of the box
 
 
 @dataclass(frozen=True)
 class EvidenceEntry:
     """``event``: as the sinks got it (with ``clip`` and maybe ``snapshot``, relative to the record folder);
-    ``files``: kind -> the file the recorder writes for it (it exists once written: a clip after its post-roll,
-    a snapshot after the event's window)."""
+    ``files``: kind -> the file the recorder writes for it: "clip" (the MP4), "snapshot" (the full frame, box
+    drawn), "thumb" (the crop); each exists once written (a clip after its post-roll, a snapshot after the
+    event's window)."""
 
     id: str
     stream: str
     event: Dict[str, Any]
     files: Dict[str, Path]
-    added: float
 
 
 class EvidenceIndex:
@@ -46,7 +44,7 @@ class EvidenceIndex:
     def add(self, stream: str, event: Dict[str, Any], files: Dict[str, Path]) -> str:
         """Remember an event and its files; its id."""
         with self._lock:
-            entry = EvidenceEntry(f"{self._prefix}-{self._count}", stream, dict(event), dict(files), time.time())
+            entry = EvidenceEntry(f"{self._prefix}-{self._count}", stream, dict(event), dict(files))
             self._count += 1
             if len(self._entries) == self._entries.maxlen:
                 self._by_id.pop(self._entries[0].id, None)
