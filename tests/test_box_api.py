@@ -185,6 +185,9 @@ def test_the_api_drives_the_box_and_the_file_follows(box, camera, demo_irs, tmp_
     app, config = box
     status, shown = app.call("GET", "/api/config")
     assert status == 200 and shown["webview"]["token"] == "<redacted>" and TOKEN not in json.dumps(shown)
+    printed = [line for line in app.lines if line.startswith("configuration: ")]
+    assert len(printed) == 1 and json.loads(printed[0][len("configuration: "):]) == shown  # at start, redacted
+    assert not any(TOKEN in line for line in app.lines)
 
     status, added = app.call("POST", "/api/streams", {"name": "yard", "source": camera})
     assert status == 201 and added["name"] == "yard" and added["source"] == camera
@@ -201,8 +204,14 @@ def test_the_api_drives_the_box_and_the_file_follows(box, camera, demo_irs, tmp_
     assert status == 422 and "class_map" in refused["error"], refused
     assert app.call("GET", "/api/config")[1]["models"]["shapes"]["path"] == str(demo_irs["int8"])  # kept
 
+    viewer = urllib.request.urlopen(f"{app.url}/stream/door.mjpg?token={TOKEN}", timeout=30)
+    watching = threading.Thread(target=viewer.read)  # until the stream ends
+    watching.start()
     status, summary = app.call("DELETE", "/api/streams/door")
     assert status == 200 and summary["frames"] > 0
+    watching.join(10)
+    assert not watching.is_alive(), "a viewer of the removed stream is still being served"
+    assert [s["name"] for s in app.call("GET", "/api/state")[1]["streams"]] == ["yard"]
     assert app.call("DELETE", "/api/streams/door")[0] == 404
     streams = app.streams()
     assert list(streams) == ["yard"] and streams["yard"]["zones"] == ZONE
