@@ -282,6 +282,60 @@ def test_a_reopened_rtsp_source_keeps_the_recorders_clock_going(tmp_path):
         assert (tmp_path / "clips" / event["snapshot"]).is_file()
 
 
+# A source that comes back with other parameters (here another resolution): the open clip ends with what it
+# has, and the next event gets a clip of its own in the new size.
+CAPS_CHANGE = COMMON + """
+import cv2
+cfg = json.loads(sys.argv[1])
+need("x264enc", "h264parse", "mp4mux", "qtdemux", "appsrc", "avdec_h264")
+make_video(cfg["videos"][0], "h264", 2 * FPS)
+run(f"videotestsrc pattern=ball num-buffers={2 * FPS} ! video/x-raw,format=I420,width=160,height=120,"
+    f"framerate={FPS}/1 ! x264enc speed-preset=ultrafast key-int-max={GOP} ! h264parse ! mp4mux ! "
+    f"filesink location={cfg['videos'][1]}")
+from recording.options import parse_record_options
+from recording.recorder import Recording
+from recording.tap import EncodedTap, StreamClock
+options = parse_record_options(cfg["folder"], ["all"], 0.5, 5.0, None, None, [])
+recording = Recording(options, ["cam"], log=lambda m: print(m, file=sys.stderr))
+stream, clock, events = recording.stream("cam"), StreamClock(), []
+for video in cfg["videos"]:
+    tap = EncodedTap(video, on_unit=stream.on_unit, clock=clock)  # as tap_readers gives a reopened stream
+    while True:
+        frame = tap.read(10.0)
+        if frame is None:
+            break
+        stream.on_frame(frame.time_s)
+        if frame.index == FPS:
+            event = {"type": "zone_enter", "stream": "cam", "seq": len(events), "timestamp": frame.time_s}
+            event.update(stream.on_event(dict(event)))
+            events.append(event)
+    tap.close()
+recording.close()
+clips = {}
+for event in events:
+    path = cfg["folder"] + "/" + event["clip"]
+    capture, sizes = cv2.VideoCapture(path), []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        sizes.append(list(image.shape[:2]))
+    clips[event["clip"]] = {"sizes": sizes, "meta": json.load(open(path[:-4] + ".json"))}
+print(json.dumps({"events": events, "clips": clips, "metrics": recording.metrics()}))
+""".replace("FPS", str(FPS)).replace("GOP", str(GOP))
+
+
+@pytest.mark.slow
+def test_a_source_back_in_another_size_ends_the_open_clip_and_starts_afresh(tmp_path):
+    run = system_json(CAPS_CHANGE, {"videos": [str(tmp_path / "big.mp4"), str(tmp_path / "small.mp4")],
+                                    "folder": str(tmp_path / "clips")})
+    first, second = (run["clips"][event["clip"]] for event in run["events"])
+    assert run["events"][0]["clip"] != run["events"][1]["clip"]  # the second event did not extend the first clip
+    assert run["metrics"]["clips_written"] == 2 and run["metrics"]["clips_failed"] == 0
+    assert first["sizes"] == [[240, 320]] * first["meta"]["units"] and first["meta"]["cut_short"]
+    assert second["sizes"] == [[120, 160]] * second["meta"]["units"] and second["meta"]["units"] > 0
+
+
 SETUP = COMMON + """
 cfg = json.loads(sys.argv[1])
 need("x264enc", "h264parse", "mp4mux", "qtdemux", "appsrc", "avdec_h264")
