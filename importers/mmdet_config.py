@@ -2,8 +2,9 @@
 
 A config is a module of assignments (``model = dict(...)``, ``_base_ = [...]``). :func:`read_config` walks
 its syntax tree with :mod:`ast` and evaluates only literals, ``dict(...)`` calls with keyword arguments,
-names assigned earlier in the file, subscripts of those (``img_norm_cfg['mean']``) and arithmetic on
-numbers and strings; anything else (an import, another call, a lambda, an attribute) is code, and the file
+names assigned earlier in the file, subscripts of those (``img_norm_cfg['mean']``), MMEngine's
+``{{_base_.name}}`` references to a value of the ``_base_`` files, and arithmetic on numbers and strings;
+anything else (an import, another call, a lambda, an attribute) is code, and the file
 is refused in one line naming where. ``_base_`` files are read the same way, relative to the file, and
 merged beneath it as MMEngine merges them (dicts key by key, the file's own values winning, ``_delete_``
 replacing).
@@ -24,8 +25,9 @@ MAX_DEPTH = 8  # _base_ chains deeper than MMDetection's own (3) are a loop or n
 
 
 class _Evaluator:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, base: Dict[str, Any]) -> None:
         self.path = path
+        self.base = base  # the merged _base_ files, for {{_base_.name}}
         self.names: Dict[str, Any] = {}
 
     def refuse(self, node: ast.AST, what: str) -> UserError:
@@ -57,7 +59,25 @@ class _Evaluator:
                 raise self.refuse(node, "arithmetic on values that are not numbers or strings") from None
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -self.value(node.operand)
+        if isinstance(node, ast.Set) and len(node.elts) == 1 and isinstance(node.elts[0], ast.Set):
+            return self.base_reference(node.elts[0])
         raise self.refuse(node, type(node).__name__)
+
+    def base_reference(self, node: ast.Set) -> Any:
+        """MMEngine's ``{{_base_.a.b}}``: the value at a.b of the _base_ files (MMEngine substitutes it in the
+        text before parsing; here it is looked up, never evaluated)."""
+        keys: List[str] = []
+        inner = node.elts[0] if len(node.elts) == 1 else None
+        while isinstance(inner, ast.Attribute):
+            keys.insert(0, inner.attr)
+            inner = inner.value
+        if not (isinstance(inner, ast.Name) and inner.id == "_base_" and keys):
+            raise self.refuse(node, "a set")
+        found = find(self.base, *keys)
+        if found is None:
+            raise UserError(f"{self.path}:{node.lineno}: {{{{_base_.{'.'.join(keys)}}}}} names nothing in its _base_ "
+                            "files; check the config's _base_ list")
+        return found
 
     def module(self, tree: ast.Module) -> Dict[str, Any]:
         for statement in tree.body:
@@ -91,13 +111,17 @@ def read_config(path: Path, depth: int = 0) -> Dict[str, Any]:
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
         raise UserError(f"{path}: cannot read it as an MMDetection config ({str(exc).splitlines()[0][:120]}); "
                         "check the path given to --config") from None
-    names = _Evaluator(path).module(tree)
-    bases = names.pop("_base_", [])
+    # _base_ first: the file's {{_base_.name}} references read the merged bases.
+    declared = [s for s in tree.body if isinstance(s, ast.Assign) and any(
+        isinstance(t, ast.Name) and t.id == "_base_" for t in s.targets)]
+    bases = _Evaluator(path, {}).value(declared[-1].value) if declared else []
     merged: Dict[str, Any] = {}
     if depth > MAX_DEPTH and bases:
         raise UserError(f"{path}: _base_ files nest more than {MAX_DEPTH} deep (a loop?)")
     for base in [bases] if isinstance(bases, str) else list(bases):
         merged = merge(merged, read_config(path.parent / str(base), depth + 1))
+    names = _Evaluator(path, merged).module(tree)
+    names.pop("_base_", None)
     return merge(merged, names)
 
 
