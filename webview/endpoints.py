@@ -8,6 +8,9 @@
     /metrics               Prometheus text format
     /healthz               200 while every stream delivers frames, 503 with the failing streams named (JSON)
     /api/state             JSON for the page
+
+Beside these, webview/api.py serves the control API of a box started with --config, and webview/evidence.py
+the recorded events of a run with --record (both added where the routes are put together, webview/live.py).
 """
 
 from __future__ import annotations
