@@ -269,16 +269,50 @@ def test_a_restart_from_the_written_file_comes_back_the_same_and_reloads(box, tm
         notify.close()
 
 
-def test_without_a_configuration_the_api_answers_503():
+def test_without_a_configuration_503_and_one_change_at_a_time():
+    """The API layer alone: 503 until a control is set; then, while one change is under way, another is
+    refused at once (503, Retry-After) and reads and /healthz are still answered. The control here blocks
+    until released, which the real box cannot be made to do on cue (its side is test_box_runner's)."""
     from webview.live import LiveView
 
-    view = LiveView(["cam0"], serve=("127.0.0.1", 0))
+    release, entered = threading.Event(), threading.Event()
+
+    class SlowBox:
+        def list_streams(self) -> list:
+            return [{"name": "cam0"}]
+
+        def reload(self) -> dict:
+            entered.set()
+            release.wait(30)
+            return {"changes": "no change", "restart_needed": []}
+
+    def call(method: str, path: str) -> Tuple[int, Dict[str, str], Any]:
+        request = urllib.request.Request(view.url + path.lstrip("/"), method=method, data=b"" if method == "POST"
+                                         else None)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, dict(answer.headers), json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), json.loads(exc.read())
+
+    view = LiveView(["cam0"], serve=("127.0.0.1", 0), log=lambda _: None)
     try:
-        with pytest.raises(urllib.error.HTTPError) as answer:
-            urllib.request.urlopen(view.url + "api/streams", timeout=30)
-        assert answer.value.code == 503
-        assert json.loads(answer.value.read())["error"].endswith("start the camera with --config FILE")
+        status, _, answer = call("GET", "/api/streams")
+        assert status == 503 and answer["error"].endswith("start the camera with --config FILE")
+        view.set_control(SlowBox())
+        first: List[Any] = []
+        worker = threading.Thread(target=lambda: first.append(call("POST", "/api/reload")))
+        worker.start()
+        assert entered.wait(30)
+        status, headers, answer = call("POST", "/api/reload")
+        assert status == 503 and headers["Retry-After"] == "2" and "another change is under way" in answer["error"]
+        assert call("GET", "/api/streams")[:3:2] == (200, {"streams": [{"name": "cam0"}]})
+        assert call("GET", "/healthz")[0] == 503  # answered (no status reported: failing, honestly)
+        release.set()
+        worker.join(30)
+        assert first[0][0] == 200 and call("POST", "/api/reload")[0] == 200  # free again
     finally:
+        release.set()
         view.close()
 
 

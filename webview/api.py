@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any, Callable, Dict, List, Optional
 
-from webview.protocol import HttpError
+from webview.protocol import HttpError, json_bytes
 from webview.routes import Exchange, Route
 
 STREAM_BODY = 256 * 1024  # a stream with inline zones (a few hundred polygons); the whole file is 1 MiB at most
 MODEL_BODY = 16 * 1024
 NO_CONTROL = "the control API needs a configuration file: start the camera with --config FILE"
+BUSY = "another change is under way (a model swap takes seconds); send this again once it has been answered"
 MAX_NAME = 64
 MODEL_SUFFIXES = (".xml", ".onnx", ".engine", ".plan")
 _LIVE_SOURCE = re.compile(r"^(?:\d{1,3}|/dev/video\d{1,3}|csi://\d{0,3}|(?:rtsps?|https?)://[^\s!]+)$")
@@ -50,6 +52,9 @@ class ApiEndpoints:
 
     def __init__(self, control: Callable[[], Optional[Control]]) -> None:
         self._control = control
+        # One change at a time, the others refused at once: a swap holds its thread for seconds, and changes
+        # queued behind it would take every quick thread, delaying /healthz and /metrics.
+        self._changing = threading.Lock()
 
     def routes(self) -> List[Route]:
         return [
@@ -75,12 +80,19 @@ class ApiEndpoints:
     def _call(self, work: Callable[[Control, Exchange], Any], status: int = 200) -> Callable[[Exchange], None]:
         def handler(exchange: Exchange) -> None:
             control = self._control()
+            change = exchange.request.method not in ("GET", "HEAD")
             try:
                 if control is None:
                     raise HttpError(503, NO_CONTROL)
-                answer = work(control, exchange)
+                if change and not self._changing.acquire(blocking=False):
+                    raise HttpError(503, BUSY, {"Retry-After": "2"})
+                try:
+                    answer = work(control, exchange)
+                finally:
+                    if change:
+                        self._changing.release()
             except HttpError as exc:
-                exchange.json(exc.status, {"error": exc.message})
+                exchange.send(exc.status, json_bytes({"error": exc.message}), "application/json", exc.headers)
                 return
             except Exception as exc:
                 refused = _refusal(exc)
