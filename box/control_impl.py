@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from box.control import ControlError
-from box.model_swap import check_accuracy, check_candidate, parse_checks
+from box.model_swap import check_accuracy, check_batch, check_contract, file_metadata, parse_checks
 from box.runner import BoxRunner, ModelGroup
 from boxconfig.changes import config_changes
 from boxconfig.config import BoxConfig, StreamConfig, to_data
@@ -123,13 +123,19 @@ class BoxController:
                 "describe": group.detector.describe(), **(figures or {})}
 
     def _swap(self, group: ModelGroup, new: BoxConfig, checks: Any) -> Optional[Dict[str, float]]:
-        """Load and check the candidate, then swap it in; on any failure it is closed and nothing changed."""
+        """Check the candidate's metadata, load it, check it again, swap it in; on any failure it is closed
+        and nothing changed."""
+        model = new.models[group.name]
         try:
-            candidate = self.runner.load_candidate(group.name, new.models[group.name])
+            meta = file_metadata(new.resolve(model.path))
+            if meta is not None:
+                check_contract(group.name, group.detector.meta, meta, checks.class_map)
+            candidate = self.runner.load_candidate(group.name, model)
         except UserError as exc:
             raise ControlError(422, f"model {group.name}: {_one_line(exc)}") from None
         try:
-            relabel = check_candidate(group.name, group.detector, candidate, group.schedule.batch, checks.class_map)
+            relabel = check_contract(group.name, group.detector.meta, candidate.meta, checks.class_map)
+            check_batch(group.name, candidate, group.schedule.batch)
             figures = None
             if checks.validation is not None:
                 reference = self.runner.load_candidate(group.name, group.config)
@@ -141,7 +147,7 @@ class BoxController:
         except BaseException:
             candidate.close()
             raise
-        group.detector, group.config = candidate, new.models[group.name]
+        group.detector, group.config = candidate, model
         old.close()
         self.runner.log(f"model {group.name}: swapped to {candidate.describe()}")
         return figures

@@ -1,15 +1,16 @@
 """A running model's replacement, checked before it serves (``POST /api/models/NAME``): the same class names
-or an explicit ``class_map`` {new name: old name}, the same input contract, the batch its schedule uses and,
-with ``validation``, a mAP within ``max_map_drop`` of the running model's on that annotated folder. Any
-failure is :class:`~box.control.ControlError` 422 with one line; the caller then closes the candidate and
-the old model keeps running.
+or an explicit ``class_map`` {new name: old name} and the same input contract (read from the file before it
+is compiled, and again once loaded), the batch its schedule uses and, with ``validation``, a mAP within
+``max_map_drop`` of the running model's on that annotated folder. Any failure is
+:class:`~box.control.ControlError` 422 with one line; the caller then closes the candidate and the old model
+keeps running.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -30,28 +31,46 @@ class SwapChecks:
     max_map_drop: Optional[float] = None
 
 
-def input_contract(detector: Any) -> Dict[str, Any]:
-    """What the streams' frames are prepared for: the input size (decoding scales to it), layout, channel
-    order and normalisation (runtimes/metadata.py)."""
-    meta = detector.meta
+def input_contract(meta: Any) -> Dict[str, Any]:
+    """What the streams' frames are prepared for (runtimes/metadata.py ModelMetadata): the input size
+    (decoding scales to it), layout, channel order and normalisation."""
     return {"size": [meta.input_width, meta.input_height], "layout": meta.inputs.layout,
             "channel_order": meta.inputs.channel_order, "mean": [round(float(v), 6) for v in meta.mean],
             "std": [round(float(v), 6) for v in meta.std]}
 
 
-def check_candidate(name: str, old: Any, new: Any, batch: int, class_map: Optional[Dict[str, str]]
-                    ) -> Optional[Relabel]:
-    """ControlError 422 unless ``new`` can take ``old``'s place in model ``name``'s schedule; the relabelling
-    of its detections to the old class names (None: the same names)."""
+def file_metadata(path: str) -> Optional[Any]:
+    """The metadata of an ONNX file or OpenVINO IR read without compiling it, so a model that cannot take the
+    place is refused before the cost of loading it (None for other kinds: checked once loaded)."""
+    from runtimes.metadata_io import ir_metadata, onnx_file_metadata
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
+        return onnx_file_metadata(path)
+    if suffix == ".xml" and Path(path).is_file():
+        import openvino as ov
+
+        return ir_metadata(ov.Core().read_model(path), path)
+    return None
+
+
+def check_contract(name: str, old: Any, new: Any, class_map: Optional[Dict[str, str]]) -> Optional[Relabel]:
+    """ControlError 422 unless a model of metadata ``new`` can take the place of model ``name`` (metadata
+    ``old``): the same input contract, the same classes or a ``class_map``; the relabelling of its detections
+    to the old class names (None: the same names)."""
     was, now = input_contract(old), input_contract(new)
     differ = [f"{key} {now[key]} (running: {was[key]})" for key in was if was[key] != now[key]]
     if differ:
         raise ControlError(422, f"model {name}: the new model's input differs: {'; '.join(differ)}; export it for "
                                 "the same input or add it as a model of its own")
+    return relabelling(name, old.class_names, new.class_names, class_map)
+
+
+def check_batch(name: str, new: Any, batch: int) -> None:
+    """ControlError 422 when the loaded ``new`` detector takes fewer frames a call than the schedule's ``batch``."""
     if new.max_batch < batch:
         raise ControlError(422, f"model {name}: the new model takes {new.max_batch} frame(s) per call, the schedule "
                                 f"{batch}; build it with a batch of at least {batch}")
-    return relabelling(name, old.class_names, new.class_names, class_map)
 
 
 def relabelling(name: str, old: Sequence[str], new: Sequence[str], class_map: Optional[Dict[str, str]]
@@ -136,10 +155,7 @@ def parse_checks(data: Dict[str, Any], base: Callable[[str], str]) -> SwapChecks
         raise ControlError(400, f"max_map_drop: give a number from 0 to 1 (mAP's scale), got {drop!r}")
     if drop is not None and validation is None:
         raise ControlError(400, "max_map_drop needs validation: the annotated folder both models are scored on")
-    problems: List[str] = []
     if validation is not None and not Path(base(validation)).is_dir():
-        problems.append(f"validation: {validation} is not a folder; give an annotated folder (VOC layout)")
-    if problems:
-        raise ControlError(400, problems[0])
+        raise ControlError(400, f"validation: {validation} is not a folder; give an annotated folder (VOC layout)")
     return SwapChecks(class_map, Path(base(validation)) if validation is not None else None,
                       float(drop) if drop is not None else None)

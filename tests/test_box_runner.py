@@ -174,3 +174,20 @@ def test_a_running_box_takes_streams_zones_and_a_model_without_stalling(tmp_path
     last_fp32 = max(i for i, (a, b) in enumerate(zip(fp32, int8)) if a and not b)
     first_int8 = min(i for i, (a, b) in enumerate(zip(fp32, int8)) if b and not a)
     assert last_fp32 < first_int8 and all(int8[first_int8:])  # one cut: every record after it is INT8's
+
+
+def test_a_class_map_gives_the_new_models_detections_the_running_names():
+    from box.control import ControlError
+    from box.model_swap import relabelling
+    from runtimes.detections import Detections
+
+    old, new = ["bg", "ellipse", "star"], ["bg", "star", "oval"]
+    relabel = relabelling("m", old, new, {"oval": "ellipse"})
+    found = Detections(np.zeros((3, 4), np.float32), np.ones(3, np.float32), np.array([1, 2, 2]), new)
+    assert relabel is not None and relabel(found).names == ["star", "ellipse", "ellipse"]
+    assert relabel(Detections.empty(old)).class_names == old  # the old model's, drained after the swap
+    for class_map, says in ((None, "class_map"), ({"oval": "square"}, "square"), ({"ring": "star"}, "ring"),
+                            ({"star": "star"}, "oval")):
+        with pytest.raises(ControlError) as refused:
+            relabelling("m", old, new, class_map)
+        assert refused.value.status == 422 and says in refused.value.message
