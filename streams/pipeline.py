@@ -285,8 +285,7 @@ class Pipeline:
         self.stop.set()
 
     def _decide(self, frame: Frame) -> Decision:
-        gate = self.gates.get(frame.stream)  # (a stream added with gating off in the box has none)
-        return gate.check(frame) if gate is not None else Decision(True)
+        return self.gates[frame.stream].check(frame)
 
     def _deliver(self, results: List[FrameResult]) -> None:
         for result in results:
