@@ -5,8 +5,8 @@ Decoding: the process's CPU time (user + system, GStreamer's threads included) r
 decode plan the camera chooses (streams/decoding.py, scaled to the model's input). The rest: this thread's CPU
 time over the decoded frames: the motion test (streams/motion.py, also the share of frames it sends to the
 detector), the detector's pre-processing, the post-processor on the network's real outputs at the camera's
-tracking score threshold, the tracker's update and prediction. Inference: benchmark_app's throughput with the
-throughput hint at batch 1 (the app's schedule on a CPU) on all cores, as cores / images per second.
+tracking score threshold, the tracker's update and prediction. Inference: the CPU time of benchmark_app's calls
+with the throughput hint at batch 1 (on a quiet machine, cores / its images per second).
 """
 
 from __future__ import annotations
@@ -81,11 +81,13 @@ def host_costs(detector, frames: Sequence[np.ndarray], sample: int = 40) -> Dict
     frames = list(frames[:sample])
     outputs = [detector.infer(detector.prepare(f)) for f in frames]
     sizes = [[(f.shape[0], f.shape[1])] for f in frames]
+    time.sleep(0.5)  # the runtime's threads settle after those calls: they share the cores with this one
     pre = thread_seconds(lambda: [detector.prepare(f) for f in frames], 3) / len(frames)
     post = thread_seconds(lambda: [detector.postprocessor.batch(o, s) for o, s in zip(outputs, sizes)], 3)
     found = [detector.postprocessor.batch(o, s)[0] for o, s in zip(outputs, sizes)]
-    for d in found:  # untimed: the first calls start tracks and warm the assignment code
-        ByteTracker(num_classes=len(detector.class_names)).update(d.boxes, d.scores, d.labels)
+    warm = ByteTracker(num_classes=len(detector.class_names))
+    for d in found:  # untimed: the first association imports and warms the assignment code
+        warm.update(d.boxes, d.scores, d.labels)
     tracker = ByteTracker(num_classes=len(detector.class_names))
     track = thread_seconds(lambda: [tracker.update(d.boxes, d.scores, d.labels) for d in found], 3)
     predict = thread_seconds(lambda: [tracker.predict() for _ in found], 3)
@@ -94,13 +96,37 @@ def host_costs(detector, frames: Sequence[np.ndarray], sample: int = 40) -> Dict
             "detections": float(np.mean([len(d.scores) for d in found]))}
 
 
-def inference_cost(xml: Path, cores: int, seconds: float) -> float:
-    """CPU seconds one network call takes: ``cores`` / benchmark_app's images/s (throughput hint, batch 1);
-    NaN when benchmark_app is missing."""
-    from benchmarks.batching import benchmark_app
+def benchmark_app_run(xml: Path, seconds: float) -> Tuple[float, int, float]:
+    """(CPU seconds, inferences, images/s) of one benchmark_app run on ``xml`` for ``seconds`` (throughput hint,
+    batch 1, as benchmarks/batching.benchmark_app calls it); the CPU is the child's, compiling included."""
+    import re
+    import subprocess
 
-    found = benchmark_app(xml, 1, "throughput", seconds)
-    return cores / found["images_per_s"] if found.get("images_per_s") else float("nan")
+    from benchmarks.batching import benchmark_app_tool, ir_input_shape
+
+    tool = benchmark_app_tool()
+    if tool is None:
+        raise RuntimeError("benchmark_app is missing beside this Python: pip install openvino")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([tool, "-m", str(xml), "-d", "CPU", "-hint", "throughput", "-ip", "f32", "-infer_precision",
+                          "f32", "-shape", ir_input_shape(xml, 1), "-t", str(max(1, int(round(seconds))))],
+                         capture_output=True, text=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    count = re.search(r"Count:\s+(\d+) iterations", out)
+    throughput = re.search(r"Throughput:\s+([\d.]+)\s*FPS", out)
+    if not (count and throughput):
+        raise RuntimeError(f"benchmark_app printed no count on {xml}: {out.strip()[-300:]}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return cpu, int(count.group(1)), float(throughput.group(1))
+
+
+def inference_cost(xml: Path, seconds: float) -> Tuple[float, float]:
+    """(CPU seconds one network call takes, benchmark_app's images/s on all cores): the CPU of a ``seconds`` run
+    less a 1 s run's over the inferences between them, so compiling and warming up cancel out. CPU time, not
+    cores / images/s: on a shared machine the first is what a call costs, the second what was left to it."""
+    short_cpu, short_count, _ = benchmark_app_run(xml, 1)
+    long_cpu, long_count, throughput = benchmark_app_run(xml, max(seconds, 2))
+    return (long_cpu - short_cpu) / max(long_count - short_count, 1), throughput
 
 
 def frame_costs(decode: float, host: Dict[str, float], inference: float, gate: float = 0.0) -> FrameCosts:

@@ -14,12 +14,15 @@ still handled, by the tracker's prediction, and writes JSON lines (the figures a
 A run streams ``--duration`` s after the app has opened its streams and compiled its model, then gets SIGTERM.
 Each stream is judged over its frames stamped ``--warmup`` s to ``--duration`` - 1 s after it started: the
 frames that reached its output against the 25 a second its camera sent, and their latency p95 (capture to
-result). N is searched from the bound: up by one while held, down by one while not.
+result). N is searched from the bound (benchmarks/camera_bound.largest_held): up by one while held; when not,
+down to the cameras its worst stream kept up with (N x handled / 95%), then up by one again.
 
-The bound, per codec and transport (benchmarks/camera_costs.py, benchmarks/camera_bound.py): decoding and
-scaling a frame, the motion test, pre- and post-processing, tracking, and inference (cores / benchmark_app's
-images/s at batch 1, measured before and after the codec's runs: the mean); a camera costs 25 x the mean
-CPU per frame each second, and bound N = cores / that. The app needs OpenVINO and OpenCV with GStreamer in one
+The bound, per codec and transport (benchmarks/camera_costs.py, benchmarks/camera_bound.py): the CPU time
+of decoding and scaling a frame, the motion test, pre- and post-processing, tracking, and a network call
+(benchmark_app's, measured before and after the codec's runs: the mean); a camera costs 25 x the mean CPU per
+frame each second, and bound N = cores / that: what the box would hold were its cores the app's alone. Each
+run also gives the cores the app kept busy, beside what the bound's costs predict for its N (more: the app's
+own overhead; less: other processes took the cores). The app needs OpenVINO and OpenCV with GStreamer in one
 process: this script runs itself in a venv made from the system Python (Debian's OpenCV 4.6 with GStreamer,
 numpy 1.x) with ``--system-site-packages`` and pip's openvino (.cache/camera-venv, made when missing).
 """
@@ -104,12 +107,13 @@ def check_env() -> None:
 
 @dataclass
 class Run:
-    """One run of apps/camera.py with N cameras: each stream's figures, the load average after it, the RTSP
-    server's CPU share (cores) meanwhile, and whether it held the cameras."""
+    """One run of apps/camera.py with N cameras: each stream's figures, the load average after it, the cores the
+    app and the RTSP server kept busy meanwhile (CPU seconds over the run's seconds), whether it held."""
 
     cameras: int
     streams: List[StreamResult]
     load: str
+    app_cores: float
     server_cores: float = 0.0
     note: str = ""
     held: bool = field(init=False)
@@ -122,8 +126,9 @@ class Run:
         p95 = [s.p95_ms for s in self.streams if s.p95_ms is not None]
         return (f"{self.cameras} cameras: {'held' if self.held else 'NOT held'}; handled "
                 f"{100 * worst.handled:.1f}% (worst stream), p95 {max(p95) if p95 else float('nan'):.0f} ms "
-                f"(worst); load {self.load}" + (f"; RTSP server {self.server_cores:.2f} cores" if self.server_cores
-                                                   else "") + (f"; {self.note}" if self.note else "")
+                f"(worst); app {self.app_cores:.2f} cores; load {self.load}"
+                + (f"; RTSP server {self.server_cores:.2f} cores" if self.server_cores else "")
+                + (f"; {self.note}" if self.note else "")
                 if worst else f"{self.cameras} cameras: no frames; {self.note}")
 
 
@@ -152,7 +157,9 @@ def run_cameras(cmd: List[str], cameras: int, duration: float, warmup: float, fp
                 server_pid: Optional[int]) -> Run:
     """``cmd`` (apps/camera.py) streamed ``duration`` s after its ``model:`` line, then SIGTERM; its figures."""
     json_path = Path(cmd[cmd.index("--json") + 1])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    err_path = json_path.with_suffix(".err")
+    with open(err_path, "w") as err_file:  # a file, not a pipe: nobody has to drain it while the app runs
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file, text=True, cwd=ROOT)
     lines: List[str] = []
     ready = threading.Event()
 
@@ -168,10 +175,11 @@ def run_cameras(cmd: List[str], cameras: int, duration: float, warmup: float, fp
     reader.start()
     if not ready.wait(180) or proc.poll() is not None:
         proc.kill()
-        err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
-        raise RuntimeError(f"the camera app did not start: {err[-1] if err else 'no output'}")
+        raise RuntimeError(f"the camera app did not start: {last_line(err_path)}")
     server_before = process_seconds(server_pid) if server_pid else 0.0
+    app_before = process_seconds(proc.pid)
     time.sleep(duration)
+    app_cores = (process_seconds(proc.pid) - app_before) / duration
     server_cores = (process_seconds(server_pid) - server_before) / duration if server_pid else 0.0
     proc.send_signal(signal.SIGTERM)
     try:
@@ -192,11 +200,19 @@ def run_cameras(cmd: List[str], cameras: int, duration: float, warmup: float, fp
                              [r["latency_ms"] for r in records.get(n, [])],
                              [bool(r.get("detected", True)) for r in records.get(n, [])], fps, window)
                for n in names]
-    note = "" if proc.returncode == 0 else f"exit {proc.returncode}"
+    notes = [] if proc.returncode == 0 else [f"exit {proc.returncode}: {last_line(err_path)}"]
+    planned = sum(line.startswith("stream cam") and "scaled to" in line for line in lines)
+    if planned < cameras:
+        notes.append(f"only {planned} of {cameras} streams decoded by the scaling plan")
     summary = [json.loads(line[len("summary: "):]) for line in lines if line.startswith("summary: ")]
     if summary and summary[0].get("dropped_stale_frames"):
-        note = (note + "; " if note else "") + f"{summary[0]['dropped_stale_frames']} stale frames dropped"
-    return Run(cameras, streams, load, server_cores, note)
+        notes.append(f"{summary[0]['dropped_stale_frames']} frames dropped (app's count)")
+    return Run(cameras, streams, load, app_cores, server_cores, "; ".join(notes))
+
+
+def last_line(path: Path) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines() if path.is_file() else []
+    return lines[-1][:300] if lines else "no output on stderr"
 
 
 # -- the bound -------------------------------------------------------------------------------------------------
@@ -209,8 +225,16 @@ class Bound:
     host: Dict[str, float]
     gate: float
     motion_share: float
-    inference: List[float] = field(default_factory=list)  # measured before and after the runs
+    inference: List[float] = field(default_factory=list)  # CPU s a call, measured before and after the runs
+    throughput: List[float] = field(default_factory=list)  # benchmark_app's images/s meanwhile
     plan: str = ""
+
+    def measure_inference(self, model: Path, seconds: float) -> None:
+        from benchmarks.camera_costs import inference_cost
+
+        cpu, images_per_s = inference_cost(model, seconds)
+        self.inference.append(cpu)
+        self.throughput.append(images_per_s)
 
     def costs(self, setting: str) -> FrameCosts:
         from benchmarks.camera_costs import frame_costs
@@ -225,7 +249,7 @@ class Bound:
         return bound_cameras(cores, camera_load(self.costs(setting), fps, self.share(setting)))
 
 
-def measure_bound(location: str, codec: str, model: Path, frames: int, app_seconds: float, cores: int) -> Bound:
+def measure_bound(location: str, codec: str, model: Path, frames: int, app_seconds: float) -> Bound:
     """The costs of ``frames`` frames of ``location`` through the camera's decode plan, and one inference
     measurement."""
     from apps.camera import build_parser, model_setup
@@ -238,7 +262,9 @@ def measure_bound(location: str, codec: str, model: Path, frames: int, app_secon
         decode, decoded, plan = decode_cost(location, codec, size, frames)
         gate, share = motion_cost(decoded)
         host = host_costs(detector, decoded)
-    return Bound(decode, host, gate, share, [inference_cost(model, cores, app_seconds)], plan)
+    bound = Bound(decode, host, gate, share, plan=plan)
+    bound.measure_inference(model, app_seconds)
+    return bound
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------
@@ -315,14 +341,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 location = str(videos[codec]) if transport == "file" else f"rtsp://127.0.0.1:{port}/{codec}"
                 frames = args.cost_frames if transport == "file" else min(args.cost_frames, 100)
                 bound = bounds[(codec, transport)] = measure_bound(location, codec, args.model, frames,
-                                                                   args.app_seconds, cores)
+                                                                   args.app_seconds)
                 print(f"{codec} {transport}: {bound.plan}; decode {1000 * bound.decode:.2f} ms/frame, load "
                       f"{os.getloadavg()[0]:.1f}", flush=True)
                 for setting in args.settings:
                     results[(codec, transport, setting)] = search(
                         args, Case(codec, transport, setting, location), bound.cameras(setting, cores, FPS),
                         folder, server.pid if server is not None else None, began)
-                bound.inference.append(inference_cost(args.model, cores, args.app_seconds))
+                bound.measure_inference(args.model, args.app_seconds)
     finally:
         if server is not None and server.stdin is not None:
             server.stdin.close()
@@ -362,12 +388,6 @@ def search(args: argparse.Namespace, case: Case, bound: float, folder: Path, ser
     return n, bound, runs
 
 
-def inference_cost(model: Path, cores: int, seconds: float) -> float:
-    from benchmarks.camera_costs import inference_cost as measure
-
-    return measure(model, cores, seconds)
-
-
 def label(setting: str) -> str:
     return "--motion" if setting == "motion" else f"--interval {setting}"
 
@@ -382,30 +402,31 @@ def cpu_model() -> str:
 
 def report(args: argparse.Namespace, results: Dict[Tuple[str, str, str], Tuple[int, float, List[Run]]],
            bounds: Dict[Tuple[str, str], Bound], cores: int, fps: float) -> None:
-    print(f"\n## per-frame costs, CPU ms ({cores} cores; inference = cores / benchmark_app images/s, before and "
-          "after the codec's runs)\n")
+    print(f"\n## per-frame costs, CPU ms ({cores} cores; inference: CPU a call, and benchmark_app's images/s, "
+          "before / after the runs)\n")
     print("| codec | transport | decode + scale | motion test (share detected) | pre | post | track | predict "
-          "| inference | detections/frame |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| inference | images/s | detections/frame |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (codec, transport), b in bounds.items():
         h = b.host
         print(f"| {codec} | {transport} | {1000 * b.decode:.2f} | {1000 * b.gate:.2f} ({b.motion_share:.2f}) | "
               f"{1000 * h['preprocess']:.2f} | {1000 * h['postprocess']:.2f} | {1000 * h['track']:.3f} | "
               f"{1000 * h['predict']:.3f} | " + " / ".join(f"{1000 * v:.2f}" for v in b.inference)
-              + f" | {h['detections']:.1f} |")
+              + " | " + " / ".join(f"{v:.0f}" for v in b.throughput) + f" | {h['detections']:.1f} |")
     print(f"\n## cameras held (>= 95% of frames handled per stream, p95 <= 200 ms; {fps:g} FPS 1080p)\n")
     print("| codec | transport | setting | N held | bound | ratio | p95 ms (worst stream, at N) | handled % "
-          "(worst, at N) | tried (N: held?) | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "(worst, at N) | app cores at N (bound's) | tried (N: held?) | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (codec, transport, setting), (n, _, runs) in results.items():
         bound = bounds[(codec, transport)].cameras(setting, cores, fps)
         at = next((r for r in runs if r.cameras == n), None)
         p95 = max((s.p95_ms or 0.0) for s in at.streams) if at else float("nan")
         handled = 100 * min(s.handled for s in at.streams) if at else float("nan")
+        cores_at = f"{at.app_cores:.2f} ({n * cores / bound:.2f})" if at else "-"
         tried = ", ".join(f"{r.cameras}: {'yes' if r.held else 'no'}" for r in runs)
         loads = "; ".join(r.load.split()[0] for r in runs)
         print(f"| {codec.upper()} | {transport} | {label(setting)} | {n} | {bound:.2f} | {n / bound:.2f} | "
-              f"{p95:.0f} | {handled:.1f} | {tried} | {loads} |")
+              f"{p95:.0f} | {handled:.1f} | {cores_at} | {tried} | {loads} |")
 
 
 if __name__ == "__main__":
