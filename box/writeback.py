@@ -36,30 +36,24 @@ class WritebackControl:
         return self._control.list_streams()
 
     def add_stream(self, data: Dict[str, Any]) -> Dict[str, Any]:
-        with self._lock:
-            answer = self._control.add_stream(data)
-            self._write(lambda file: file["streams"].append(copy.deepcopy(data)), f"stream {data.get('name')} added")
-            return answer
+        return self._change(lambda: self._control.add_stream(data),
+                            lambda file: file["streams"].append(copy.deepcopy(data)),
+                            f"stream {data.get('name')} added")
 
     def remove_stream(self, name: str) -> Dict[str, Any]:
-        with self._lock:
-            answer = self._control.remove_stream(name)
-            self._write(lambda file: file.update(streams=[s for s in file["streams"] if s.get("name") != name]),
-                        f"stream {name} removed")
-            return answer
+        return self._change(lambda: self._control.remove_stream(name),
+                            lambda file: file.update(streams=[s for s in file["streams"] if s.get("name") != name]),
+                            f"stream {name} removed")
 
     def patch_stream(self, name: str, data: Dict[str, Any]) -> Dict[str, Any]:
-        with self._lock:
-            answer = self._control.patch_stream(name, data)
-            self._write(lambda file: _stream_entry(file, name).update(copy.deepcopy(data)), f"stream {name} changed")
-            return answer
+        return self._change(lambda: self._control.patch_stream(name, data),
+                            lambda file: _stream_entry(file, name).update(copy.deepcopy(data)),
+                            f"stream {name} changed")
 
     def swap_model(self, name: str, data: Dict[str, Any]) -> Dict[str, Any]:
-        with self._lock:
-            answer = self._control.swap_model(name, data)
-            model = {key: copy.deepcopy(value) for key, value in data.items() if key not in SWAP_KEYS}
-            self._write(lambda file: file["models"].__setitem__(name, model), f"model {name} swapped")
-            return answer
+        model = {key: copy.deepcopy(value) for key, value in data.items() if key not in SWAP_KEYS}
+        return self._change(lambda: self._control.swap_model(name, data),
+                            lambda file: file["models"].__setitem__(name, model), f"model {name} swapped")
 
     def reload(self) -> Dict[str, Any]:
         from boxconfig.loading import read_config_data
@@ -67,6 +61,14 @@ class WritebackControl:
         with self._lock:
             answer = self._control.reload()
             self._data = read_config_data(self._path)  # (the box checked it before applying it)
+            return answer
+
+    def _change(self, call: Callable[[], Dict[str, Any]], edit: Callable[[Dict[str, Any]], None], what: str
+                ) -> Dict[str, Any]:
+        """``call`` the box (a ControlError goes to the caller, the file untouched), then write the file."""
+        with self._lock:
+            answer = call()
+            self._write(edit, what)
             return answer
 
     def _write(self, edit: Callable[[Dict[str, Any]], None], what: str) -> None:
