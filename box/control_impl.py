@@ -167,6 +167,11 @@ class BoxController:
         unsupported = changes.models_added + changes.models_removed
         if unsupported:
             raise ControlError(409, f"models added or removed ({', '.join(unsupported)}): restart the box to apply")
+        # Streams otherwise unchanged whose zones may have: the top-level zones changed, or a zones file (read
+        # again). Checked before anything changes.
+        kept = [s for s in new.streams if s.name not in changes.streams_added + changes.streams_changed]
+        rezoned = [(s, self._zones(new, self.runner.groups[s.model], s)) for s in kept
+                   if changes.zones_changed or isinstance(s.zones, str) or isinstance(new.zones, str)]
         for name in changes.models_changed:
             self.swap_model(name, to_data(new)["models"][name])
         for name in changes.streams_removed:
@@ -176,6 +181,8 @@ class BoxController:
         for name in changes.streams_added:
             self.add_stream(_stream_data(new, name))
         with self.runner.lock:
+            for stream, zones in rezoned:
+                self.runner.configure_stream(self.runner.groups[stream.model], stream, zones)
             self.runner.config = dataclasses.replace(new, sinks=old.sinks, webview=old.webview, outputs=old.outputs,
                                                      csi=old.csi, recording=old.recording)
         return {"changes": changes.summary(), "restart_needed": list(changes.restart_sections)}

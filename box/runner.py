@@ -115,7 +115,7 @@ class BoxRunner:
                                 self.json)
             group = ModelGroup(name, model, detector, schedule, pipeline)
             zones = zones_of_model(self.config, name, detector.class_names, self.label)
-            pipeline.open(self.stop)  # (frames flow once it runs: the streams are configured before)
+            pipeline.open(self.stop)  # (frames flow once it runs, after the streams are configured here)
             for stream in streams:
                 self.configure_stream(group, stream, zones.get(stream.name))
         except BaseException:
