@@ -188,6 +188,7 @@ def run_cameras(cmd: List[str], cameras: int, duration: float, warmup: float, fp
         proc.kill()
         proc.wait()
     reader.join(10)
+    json_path.with_suffix(".out").write_text("".join(lines))  # the app's lines, beside its records and stderr
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     records: Dict[str, List[Dict[str, Any]]] = {}
     with open(json_path) as f:
