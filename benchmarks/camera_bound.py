@@ -19,8 +19,7 @@ class FrameCosts:
     """CPU seconds (summed over cores) one frame costs, by step. Every frame: ``decode`` (decoding and scaling
     to the model's size in GStreamer), ``gate`` (the motion test, 0 without ``--motion``), ``predict`` (the
     tracker's prediction, on a frame the detector skips). A detected frame: ``preprocess``,
-    ``postprocess``, ``track`` (the tracker's update) and ``inference`` (cores / the runtime's throughput
-    with all cores: the CPU one network call takes)."""
+    ``postprocess``, ``track`` (the tracker's update) and ``inference`` (the CPU one network call takes)."""
 
     decode: float
     preprocess: float
