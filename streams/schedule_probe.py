@@ -92,6 +92,14 @@ def runtime_version(backend: str) -> str:
         return "unknown"
 
 
+def load_average() -> str:
+    """The 1-minute load average beside the cores (a measurement on a busy machine says so), or "unknown"."""
+    try:
+        return f"{os.getloadavg()[0]:.1f} on {os.cpu_count() or 1} cores"
+    except (AttributeError, OSError):  # not on every platform
+        return "unknown"
+
+
 def content_hash(location: str) -> str:
     """The model file's SHA-256 (an OpenVINO IR's ``.xml`` and ``.bin`` together); a URL as it is."""
     from runtimes.hashing import sha256_file
@@ -219,11 +227,12 @@ def measured_schedule(model: ModelToProbe, first: Detector, streams: int, option
             measured = measure(detectors, pairs, budget)
             pair = choose(measured, options.tie)
             figures = ", ".join(f"{b}x{d} {fps:.0f}" for (b, d), fps in sorted(measured.items()))
+            load = load_average()
             how = (f"measured in {time.monotonic() - started:.1f} s ({budget:g} s of inference; frames "
-                   f"per call x in flight: FPS {figures}), cached in {path}")
+                   f"per call x in flight: FPS {figures}; load average {load}), cached in {path}")
             entries = [e for e in entries if e.get("key") != key] + [
                 {"key": key, "batch": pair[0], "depth": pair[1], "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "fps": {f"{b}x{d}": round(fps, 1) for (b, d), fps in measured.items()}}]
+                 "load": load, "fps": {f"{b}x{d}": round(fps, 1) for (b, d), fps in measured.items()}}]
             write_cache(path, entries, log)
         batch, depth = pair
         chosen = detectors.pop(batch, None) or (first if not dynamic else model.load(batch))
