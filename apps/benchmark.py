@@ -2,6 +2,7 @@
 
     python apps/benchmark.py                                   # the demo model, everything available here
     python apps/benchmark.py --checkpoint ssd.pth --arch ssd300_vgg16 --voc-root ~/data/VOC
+    python apps/benchmark.py --checkpoint mmdet_ssdlite.pth --classes coco.txt     # any imported codebase
     python apps/benchmark.py --models a.onnx b_int8.xml c.engine --runtimes onnxruntime,openvino
 
 From a checkpoint (or the demo model) it builds what is missing with the toolkit's own build step, reusing
@@ -9,7 +10,9 @@ builds whose recorded inputs still match, then measures each row in a fresh proc
 is its own): latency p50/p90/p99/mean of preprocessing, inference, post-processing and end to end, FPS at
 batch 1, throughput at the chosen async depth, peak RSS, file size and VOC07 mAP. A PyTorch eager row is
 the baseline every speed-up is measured against, in the same run. OpenVINO rows are checked against
-OpenVINO's own benchmark_app on the same IR. Unavailable combinations are listed with the reason.
+OpenVINO's own benchmark_app on the same IR. Unavailable combinations are listed with the reason. A checkpoint
+of another codebase (docs/checkpoints.md) needs no --arch: its network is recognised, and the PyTorch row
+runs it as imported.
 
 Outputs in --output-dir: benchmark.md (the table), benchmark.csv, benchmark.json (every raw figure, the
 environment and the command), benchmark.png (latency distributions; mAP against latency), published as one
@@ -55,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint (default: the embedded demo model)")
-    p.add_argument("--arch", help="architecture of --checkpoint")
+    p.add_argument("--arch", help="network of --checkpoint where its keys cannot tell (torchvision's "
+                   "ssd300_vgg16 / ssd512_vgg16); other codebases' checkpoints are recognised")
     p.add_argument("--num-classes", type=int, help="outputs incl. background (default: from the checkpoint)")
     p.add_argument("--classes", type=Path, help="class names file (default: VOC's 20 for 21 outputs)")
     p.add_argument("--models", nargs="+", help="measure these model files or server URLs instead of building")
@@ -85,8 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.checkpoint is not None and not args.arch:
-        raise UserError("--arch is required with --checkpoint")
     output_dir, build_dir = Path(args.output_dir), Path(args.build_dir)
     for folder in (output_dir, build_dir):
         try:

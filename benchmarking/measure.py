@@ -23,16 +23,12 @@ class TorchDetector:
     """PyTorch eager on the same pre- and post-processing: the baseline row."""
 
     @staticmethod
-    def create(checkpoint: str, arch: str, class_names: List[str]):
+    def create(checkpoint: str, arch: Optional[str], class_names: List[str]):
         import torch
 
-        from export.architectures import RawHeadOutputs, describe
-        from export.checkpoint import load_checkpoint
         from runtimes.detector import Detector
 
-        model = load_checkpoint(Path(checkpoint), arch, len(class_names) + 1)
-        meta = describe(model, arch, class_names)
-        net = RawHeadOutputs(model).eval()
+        net, meta = torch_model(Path(checkpoint), arch, class_names)
 
         class _Torch(Detector):
             backend = "pytorch"
@@ -43,6 +39,24 @@ class TorchDetector:
                 return {"bbox_regression": reg.numpy(), "cls_logits": cls.numpy()}
 
         return _Torch(meta, checkpoint)
+
+
+def torch_model(checkpoint: Path, arch: Optional[str], class_names: List[str]):
+    """(module: images -> raw outputs, metadata) of ``checkpoint``: torchvision's ``arch``, or, without one of
+    its names, the network its codebase's importer recognises (importers/registry.py), as exported."""
+    from export.architectures import ARCHITECTURES, RawHeadOutputs, describe
+
+    if arch in ARCHITECTURES:
+        from export.checkpoint import load_checkpoint
+
+        model = load_checkpoint(checkpoint, str(arch), len(class_names) + 1)
+        return RawHeadOutputs(model).eval(), describe(model, str(arch), class_names)
+    from export.checkpoint import load_state_dict
+    from importers.base import ImportOptions
+    from importers.registry import import_state_dict
+
+    imported = import_state_dict(load_state_dict(checkpoint), ImportOptions(arch=arch))
+    return imported.module.eval(), imported.meta.replace(class_names=["__background__"] + list(class_names))
 
 
 def _file_size_mb(row: Dict[str, Any]) -> float:
