@@ -19,12 +19,12 @@ norm is configured (the conv then has no bias), then the activation):
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+VGG16: List[Union[int, str]] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 VGG_OUTPUTS = (22, 34)  # SSDVGG's out_feature_indices: conv4_3's and conv7's ReLU
 MOBILENET_V2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                 (6, 320, 1, 1)]  # expand ratio, channels, blocks, stride of layer1..7
@@ -114,12 +114,12 @@ class MobileNetV2(nn.Module):
         self.conv2 = ConvModule(320, 1280, 1, eps=eps, act=nn.ReLU6())
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        x = self.conv1(x)
-        for i in range(1, 6):
-            x = getattr(self, f"layer{i}")(x)
-        stride16 = x
-        x = self.layer7(self.layer6(x))
-        return [stride16, self.conv2(x)]
+        outs = []
+        for name, module in self.named_children():  # conv1, layer1..7, conv2: their registration order
+            x = module(x)
+            if name in ("layer5", "conv2"):
+                outs.append(x)
+        return outs
 
 
 class L2Norm(nn.Module):

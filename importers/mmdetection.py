@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import torch
 
@@ -43,7 +43,7 @@ from export.architectures import RawHeadOutputs
 from export.architectures import build_model as build_torchvision
 from importers.base import ImportedModel, Importer, ImportOptions, Recognised, StateDict, load_exact, placeholder_names
 from importers.mmdet_config import first, read_config
-from importers.mmdet_networks import feature_maps, ssd512, ssdlite_mobilenetv2
+from importers.mmdet_networks import MMDetSSD, feature_maps, ssd512, ssdlite_mobilenetv2
 from importers.ssd_pytorch import FEATURE_MAPS, torchvision_key
 from runtimes.errors import UserError
 from runtimes.metadata import AnchorConfig, ModelMetadata, ResizeSpec
@@ -248,7 +248,7 @@ def build_model(state: StateDict, recognised: Recognised, options: ImportOptions
                         f"checkpoint's head ({heads} boxes per cell); is --config the checkpoint's own?")
     module = _network(state, name, num_classes, per_cell, float(found.get("bn_eps", 1e-3)))
     size = network.size
-    levels = [[f, f] for f in FEATURE_MAPS] if name == "ssd300" else feature_maps(module, size)
+    levels = [[f, f] for f in FEATURE_MAPS] if name == "ssd300" else feature_maps(cast(MMDetSSD, module), size)
     anchors = AnchorConfig(feature_maps=levels, aspect_ratios=[], scales=[], steps=[int(s) for s in strides],
                            clip=False, box_sizes=[box_sizes(lo, hi, r, size) for lo, hi, r in zip(mins, maxs, ratios)])
     meta = ModelMetadata(
