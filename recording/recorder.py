@@ -291,6 +291,14 @@ class Recording:
     def stream(self, name: str) -> StreamRecorder:
         return self._streams[name]
 
+    def add_stream(self, name: str) -> StreamRecorder:
+        """Record stream ``name`` too (one added while the app runs; a name recorded before keeps its recorder)."""
+        if name not in self._streams:  # (replaced, never changed: other threads look streams up)
+            recorder = StreamRecorder(name, self.options, self.guard, self.counters, self._log, self.index,
+                                      self._snapshot_written)
+            self._streams = dict(self._streams, **{name: recorder})
+        return self._streams[name]
+
     def on_snapshot(self, listener: Callable[[str, bytes], None]) -> None:
         """Call ``listener(stream, jpeg)`` with each event's snapshot (the full frame, box drawn) once written,
         on the thread that wrote it (the app's): it must not block."""

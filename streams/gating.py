@@ -34,6 +34,7 @@ class GateOptions:
     interval: int = 1
     per_stream: Tuple[Tuple[str, int], ...] = ()
     motion: Optional[MotionOptions] = None
+    motion_of: Tuple[Tuple[str, Optional[MotionOptions]], ...] = ()  # a stream's own, over ``motion`` (the box)
 
     def __post_init__(self) -> None:
         for name, value in (("", self.interval), *self.per_stream):
@@ -45,7 +46,8 @@ class GateOptions:
     @property
     def gates(self) -> bool:
         """Whether any frame may skip the detector."""
-        return self.motion is not None or self.interval > 1 or any(n > 1 for _, n in self.per_stream)
+        return (self.motion is not None or self.interval > 1 or any(n > 1 for _, n in self.per_stream)
+                or any(m is not None for _, m in self.motion_of))
 
     def describe(self) -> str:
         """One line for the start: which frames the detector sees."""
@@ -60,6 +62,9 @@ class GateOptions:
 
     def interval_of(self, stream: str) -> int:
         return dict(self.per_stream).get(stream, self.interval)
+
+    def motion_for(self, stream: str) -> Optional[MotionOptions]:
+        return dict(self.motion_of).get(stream, self.motion)
 
     def check_streams(self, names: Sequence[str]) -> None:
         """A per-stream interval naming no stream is one line (a typo would silently detect every frame)."""

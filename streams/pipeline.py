@@ -203,7 +203,7 @@ class Pipeline:
         self.captures = [StreamCapture(stream, self._capture_options(stream.name), self.log) for stream in self.streams]
         gating = self.options.gating
         gating.check_streams([s.name for s in self.streams])
-        self.gates = {s.name: FrameGate(gating.interval_of(s.name), k, gating.motion)
+        self.gates = {s.name: FrameGate(gating.interval_of(s.name), k, gating.motion_for(s.name))
                       for k, s in enumerate(self.streams)}
         for capture in self.captures:
             capture.start()
@@ -352,7 +352,8 @@ class Pipeline:
             output = StreamOutput(stream.name, self, VideoOutput(path, grab.fps) if path is not None else None,
                                   threaded=self.annotate)
             gating = self.options.gating
-            self.gates[stream.name] = FrameGate(gating.interval_of(stream.name), len(self.gates), gating.motion)
+            self.gates[stream.name] = FrameGate(gating.interval_of(stream.name), len(self.gates),
+                                                gating.motion_for(stream.name))
             self.outputs = dict(self.outputs, **{stream.name: output})  # replaced, never changed: readers iterate
             output.start()
             self.captures = self.captures + [grab]
