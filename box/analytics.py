@@ -32,7 +32,10 @@ def tracker_options(tracking: TrackingConfig) -> Dict[str, Any]:
 class BoxAnalytics:
     """What :class:`streams.pipeline.Analytics` asks for, over every pipeline of the box; thread-safe."""
 
-    def __init__(self, config: BoxConfig) -> None:
+    def __init__(self, config: BoxConfig, recording: Any = None) -> None:
+        """``recording`` (box/recording.py BoxRecording, or None): the recorded streams' events get their clip
+        and snapshot before the sinks, and MQTT publishes each snapshot (as the flags' analytics/cli.py)."""
+        self.recording = recording
         sinks: List[Sink] = []
         self.events_file: Optional[JsonLinesSink] = None
         settings = config.sinks
@@ -42,7 +45,10 @@ class BoxAnalytics:
                 self.events_file = JsonLinesSink(Path(config.resolve(settings.events_file or DEFAULT_EVENTS_FILE)))
                 sinks.append(self.events_file)
             if settings.mqtt is not None:
-                sinks.append(MqttSink(*parse_mqtt_address(settings.mqtt.broker), queue_size=settings.queue))
+                mqtt = MqttSink(*parse_mqtt_address(settings.mqtt.broker), queue_size=settings.queue)
+                sinks.append(mqtt)
+                if recording is not None:  # each snapshot's JPEG to TOPIC/STREAM/snapshot once written
+                    recording.recording.on_snapshot(mqtt.publish_snapshot)
             if settings.webhook:
                 sinks.append(WebhookSink(settings.webhook, queue_size=settings.queue))
         except BaseException:
@@ -59,8 +65,10 @@ class BoxAnalytics:
     def set_stream(self, name: str, class_names: Sequence[str], tracking: Optional[TrackingConfig],
                    zones: Optional[StreamZones]) -> None:
         """Track stream ``name`` with ``tracking`` and count in ``zones`` from its next frame (None: untracked)."""
+        recorded = self.recording is not None and self.recording.records(name)
         made = (Analytics([name], class_names, {name: zones} if zones is not None else None, self.sinks,
-                          self.events_file, tracker_options(tracking), counts_every_s=self.counts_every_s)
+                          self.events_file, tracker_options(tracking), counts_every_s=self.counts_every_s,
+                          evidence=self.recording.evidence if recorded else None)
                 if tracking is not None else None)
         with self._lock:
             if made is None:

@@ -17,12 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from runtimes.errors import UserError
-
-# Camera flags the box does not take yet: each would be silently ignored, so each is refused in one line.
-NOT_WITH_CONFIG = ("interval", "motion", "motion_threshold", "motion_max_skip", "motion_mask", "record",
-                   "record_on", "pre_seconds", "post_seconds", "retain_days", "retain_gb")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration file (docs/configuration.md)")
@@ -69,10 +63,6 @@ def box_start(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], ar
     from boxconfig.loading import read_config_data
 
     given = given_flags(parser, list(argv) if argv is not None else None)
-    refused = [f"--{dest.replace('_', '-')}" for dest in NOT_WITH_CONFIG if dest in given]
-    if refused:
-        raise UserError(f"{', '.join(refused)}: not taken with --config yet; run without --config for "
-                        f"{'it' if len(refused) == 1 else 'them'}")
     path = Path(args.config)
     defaults = flag_defaults(parser)
     file_data = read_config_data(path)
@@ -143,6 +133,8 @@ def run_box(start: BoxStart, stop: threading.Event, log: Callable[[str], None] =
         if start.writeback:
             control = WritebackControl(control, start.path, start.file_data, start.defaults, log)
         runner.open(stop)
+        if runner.recording is not None:  # /healthz says why it is paused, /metrics counts clips
+            view.add_component("recording", runner.recording.recording)
         view.set_control(control)
         install_sighup(control, log)
         log(f"box: running {len(start.config.streams)} stream(s) on {len(start.config.models)} model(s)")

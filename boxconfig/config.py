@@ -38,6 +38,16 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class MotionConfig:
+    """The motion test's settings (streams/motion.py MotionOptions): off unless ``enabled``."""
+
+    enabled: bool
+    threshold: int
+    max_skip: int
+    mask: Optional[str]  # polygons "x,y x,y x,y; ..." in the stream's frame pixels, as --motion-mask
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     name: str
     source: str
@@ -49,6 +59,9 @@ class StreamConfig:
     realtime: bool
     max_frames: int
     source_timeout_s: float
+    interval: int  # the detector sees every Nth frame (streams/gating.py)
+    motion: MotionConfig
+    record: bool  # recorded when the box records (recording.dir is set)
 
     @property
     def tracks(self) -> bool:
@@ -98,6 +111,18 @@ class CsiConfig:
 
 
 @dataclass(frozen=True)
+class RecordingConfig:
+    """Evidence clips around events (recording/, the --record flags): none without ``dir``."""
+
+    dir: Optional[str]  # the folder clips go to (relative: to the file's folder)
+    on: List[str]  # triggers, as --record-on takes them: all, an event type, class:NAME
+    pre_seconds: float
+    post_seconds: float
+    retain_days: Optional[float]  # None: no limit
+    retain_gb: Optional[float]
+
+
+@dataclass(frozen=True)
 class BoxConfig:
     models: Dict[str, ModelConfig]  # in the file's order
     streams: List[StreamConfig]
@@ -106,11 +131,15 @@ class BoxConfig:
     webview: WebViewConfig
     outputs: OutputsConfig
     csi: CsiConfig
-    recording: Dict[str, Any]  # reserved for issue #26
+    recording: RecordingConfig
     base_dir: Path = field(default=Path("."), compare=False)  # the file's folder
 
     def stream(self, name: str) -> StreamConfig:
         return next(s for s in self.streams if s.name == name)
+
+    def recorded(self, stream: StreamConfig) -> bool:
+        """Whether ``stream``'s video is recorded around its events."""
+        return self.recording.dir is not None and stream.record
 
     def streams_of(self, model: str) -> List[StreamConfig]:
         """The streams one detector (and its scheduler) serves."""
@@ -127,12 +156,14 @@ def from_data(data: Dict[str, Any], base_dir: Path = Path(".")) -> BoxConfig:
     """The dataclasses of checked data with every default filled in (:func:`boxconfig.defaults.with_defaults`)."""
     models = {name: ModelConfig(**model) for name, model in data["models"].items()}
     only = next(iter(models)) if len(models) == 1 else None
-    streams = [StreamConfig(**dict(s, model=s.get("model", only), tracking=TrackingConfig(**s["tracking"])))
+    streams = [StreamConfig(**dict(s, model=s.get("model", only), tracking=TrackingConfig(**s["tracking"]),
+                                   motion=MotionConfig(**s["motion"])))
                for s in data["streams"]]
     sinks = dict(data["sinks"])
     sinks["mqtt"] = MqttConfig(**sinks["mqtt"]) if sinks["mqtt"] is not None else None
     return BoxConfig(models, streams, data["zones"], SinksConfig(**sinks), WebViewConfig(**data["webview"]),
-                     OutputsConfig(**data["outputs"]), CsiConfig(**data["csi"]), dict(data["recording"]), base_dir)
+                     OutputsConfig(**data["outputs"]), CsiConfig(**data["csi"]),
+                     RecordingConfig(**data["recording"]), base_dir)
 
 
 def to_data(config: BoxConfig) -> Dict[str, Any]:

@@ -7,7 +7,7 @@ import argparse
 import copy
 from typing import Any, Dict, Iterator, Tuple
 
-from boxconfig.fields import FIELDS
+from boxconfig.fields import FIELDS, FLAG_DEFAULT
 
 
 def flag_defaults(parser: argparse.ArgumentParser) -> Dict[str, Any]:
@@ -17,7 +17,8 @@ def flag_defaults(parser: argparse.ArgumentParser) -> Dict[str, Any]:
     missing = sorted({f.dest for f in FIELDS} - known)
     if missing:
         raise RuntimeError(f"the camera's parser has no option for {', '.join(missing)}; update boxconfig/fields.py")
-    return {f.dest: _plain(parser.get_default(f.dest)) for f in FIELDS}
+    return {f.dest: _plain(parser.get_default(f.dest)) if f.default is FLAG_DEFAULT else copy.deepcopy(f.default)
+            for f in FIELDS}
 
 
 def _plain(value: Any) -> Any:

@@ -12,9 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
-# The sections a row belongs to: "models.NAME", "streams[i]", "streams[i].tracking", and the top-level ones.
-MODEL, STREAM, TRACKING = "model", "stream", "tracking"
-SINKS, WEBVIEW, OUTPUTS, CSI = "sinks", "webview", "outputs", "csi"
+from recording.options import RecordOptions
+from streams.motion import MotionOptions
+
+# The sections a row belongs to: "models.NAME", "streams[i]", "streams[i].tracking", "streams[i].motion", and
+# the top-level ones.
+MODEL, STREAM, TRACKING, MOTION = "model", "stream", "tracking", "motion"
+SINKS, WEBVIEW, OUTPUTS, CSI, RECORDING = "sinks", "webview", "outputs", "csi", "recording"
+FLAG_DEFAULT = object()  # a row's file default is its flag's
 
 _FRACTION = {"type": "number", "minimum": 0, "maximum": 1}
 _OPTIONAL_PATH = {"type": ["string", "null"], "minLength": 1, "maxLength": 4096}
@@ -23,12 +28,16 @@ _OPTIONAL_PATH = {"type": ["string", "null"], "minLength": 1, "maxLength": 4096}
 @dataclass(frozen=True)
 class Field:
     """A setting: its ``section`` and ``key`` in the file, the camera flag's ``dest`` (its argparse name) and
-    the JSON Schema of its values (the default is added from the flag)."""
+    the JSON Schema of its values (the default is added from the flag). ``default``: the file's default where
+    the flag's is None meaning "the library's default" (recording's seconds, motion's numbers): that default,
+    read from the library's options dataclass. Ranges are checked by the library's own code where it has them
+    (boxconfig/recording_section.py, boxconfig/gating_section.py), so the schema gives only the types there."""
 
     section: str
     key: str
     dest: str
     schema: Dict[str, Any]
+    default: Any = FLAG_DEFAULT
 
     @property
     def flag(self) -> str:
@@ -69,6 +78,17 @@ FIELDS: Tuple[Field, ...] = (
     Field(CSI, "height", "csi_height", {"type": "integer", "minimum": 1, "maximum": 16384}),
     Field(CSI, "fps", "csi_fps", {"type": "integer", "minimum": 1, "maximum": 1000}),
     Field(CSI, "flip", "csi_flip", {"type": "integer", "minimum": 0, "maximum": 7}),
+    Field(MOTION, "enabled", "motion", {"type": "boolean"}),
+    Field(MOTION, "threshold", "motion_threshold", {"type": "integer"}, MotionOptions.threshold),
+    Field(MOTION, "max_skip", "motion_max_skip", {"type": "integer"}, MotionOptions.max_skip),
+    Field(MOTION, "mask", "motion_mask", {"type": ["string", "null"], "minLength": 1, "maxLength": 4096}),
+    Field(RECORDING, "dir", "record", _OPTIONAL_PATH),
+    Field(RECORDING, "on", "record_on", {"type": "array", "minItems": 1, "maxItems": 64,
+                                         "items": {"type": "string", "minLength": 1, "maxLength": 256}}, ["all"]),
+    Field(RECORDING, "pre_seconds", "pre_seconds", {"type": "number"}, RecordOptions.pre_s),
+    Field(RECORDING, "post_seconds", "post_seconds", {"type": "number"}, RecordOptions.post_s),
+    Field(RECORDING, "retain_days", "retain_days", {"type": ["number", "null"]}),
+    Field(RECORDING, "retain_gb", "retain_gb", {"type": ["number", "null"]}),
 )
 
 

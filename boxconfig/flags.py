@@ -19,13 +19,13 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from boxconfig.config import BoxConfig, from_data
 from boxconfig.defaults import with_defaults
-from boxconfig.fields import FIELDS, MODEL, STREAM, TRACKING
+from boxconfig.fields import FIELDS, MODEL, MOTION, STREAM, TRACKING
 from boxconfig.loading import checked_data
 from boxconfig.problems import ConfigError
 from boxconfig.schema import box_schema
 from runtimes.errors import UserError
 
-PATH_FLAGS = ("model", "zones", "events", "output", "json", "sources")  # relative to where the command runs
+PATH_FLAGS = ("model", "zones", "events", "output", "json", "sources", "record")  # relative to where the command runs
 _ONE_MODEL = ("model", "runtime", "source", "sources")  # flags that say nothing of which model they mean
 
 
@@ -81,9 +81,10 @@ def _plain(dest: str, value: Any) -> Any:
 def _holders(data: Dict[str, Any], section: str) -> List[Tuple[str, Dict[str, Any]]]:
     if section == MODEL:
         return [(f"models.{name}", model) for name, model in data["models"].items()]
-    if section in (STREAM, TRACKING):
-        inner = ".tracking" if section == TRACKING else ""
-        return [(f"streams[{i}]{inner}", s["tracking"] if inner else s) for i, s in enumerate(data["streams"])]
+    if section in (STREAM, TRACKING, MOTION):
+        inner = section if section != STREAM else ""
+        return [(f"streams[{i}]{'.' + inner if inner else ''}", s[inner] if inner else s)
+                for i, s in enumerate(data["streams"])]
     return [(section, data.setdefault(section, {}))]
 
 
@@ -122,6 +123,16 @@ def _shaped_flags(data: Dict[str, Any], values: Dict[str, Any], set_by: Dict[str
             set_by[f"streams[{index}].keep_classes"] = "--keep-classes"
     if "zones" in values:
         data["zones"], set_by["zones"] = values["zones"], "--zones"
+    if "interval" in values:  # N for every stream, NAME=N for one: each stream's interval
+        from streams.gating import gate_options
+
+        gating = gate_options(values["interval"] or [])
+        gating.check_streams([s["name"] for s in data["streams"]])
+        every = any("=" not in text for text in values["interval"] or [])  # else only the streams named
+        for index, stream in enumerate(data["streams"]):
+            if every or stream["name"] in dict(gating.per_stream):
+                stream["interval"] = gating.interval_of(stream["name"])
+                set_by[f"streams[{index}].interval"] = "--interval"
     if "mqtt" in values:
         mqtt = data["sinks"].get("mqtt") or {}
         data["sinks"]["mqtt"] = dict(mqtt, broker=values["mqtt"])

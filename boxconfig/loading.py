@@ -15,7 +15,9 @@ from typing import Any, Dict, Mapping, Union
 from boxconfig.config import BoxConfig, from_data
 from boxconfig.cross_checks import cross_problems
 from boxconfig.defaults import with_defaults
+from boxconfig.gating_section import gating_problems
 from boxconfig.problems import raise_if_any
+from boxconfig.recording_section import recording_problems
 from boxconfig.schema import box_schema
 from boxconfig.validation import schema_problems
 from boxconfig.zone_sections import check_zone_sections
@@ -52,5 +54,6 @@ def checked_data(data: Any, label: str, defaults: Mapping[str, Any], base_dir: P
     problems = schema_problems(data, schema, label) + cross_problems(data, label)
     if isinstance(data, dict):
         problems += check_zone_sections(data, label, base_dir)
+        problems += gating_problems(data, label, defaults) + recording_problems(data, label, defaults, base_dir)
     raise_if_any(problems)
     return with_defaults(data, schema)

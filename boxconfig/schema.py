@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
 
-from boxconfig.fields import CSI, MODEL, OUTPUTS, SINKS, STREAM, TRACKING, WEBVIEW, fields_of
+from boxconfig.fields import CSI, MODEL, MOTION, OUTPUTS, RECORDING, SINKS, STREAM, TRACKING, WEBVIEW, fields_of
 from streams.config import MAX_SOURCE_CHARS, MAX_STREAMS, NAME_PATTERN
+from streams.gating import GateOptions
 from webview.cli import DEFAULT_HOST
 
 MAX_MODELS = 16  # each is a detector in memory; more than a box runs side by side
@@ -39,8 +40,7 @@ def box_schema(defaults: Dict[str, Any]) -> Dict[str, Any]:
                 "port": {"type": ["integer", "null"], "minimum": 0, "maximum": 65535, "default": None}}),
             "outputs": _section(OUTPUTS, defaults),
             "csi": _section(CSI, defaults),
-            "recording": {"type": "object", "maxProperties": 0, "default": {},
-                          "x-message": "reserved for recording (issue #26); it takes no keys yet"},
+            "recording": _section(RECORDING, defaults),
         },
     }
 
@@ -70,6 +70,9 @@ def _stream(defaults: Dict[str, Any]) -> Dict[str, Any]:
         "keep_classes": {"type": ["array", "null"], "minItems": 1, "maxItems": 1000, "default": None,
                          "items": {"type": "string", "minLength": 1, "maxLength": 256}},
         "tracking": _section(TRACKING, defaults),
+        "interval": {"type": "integer", "default": GateOptions.interval},  # (its range: GateOptions' check)
+        "motion": _section(MOTION, defaults),
+        "record": {"type": "boolean", "default": True},  # recorded when recording.dir is set
     }, required=("name", "source"), default=None)
 
 

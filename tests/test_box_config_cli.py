@@ -71,5 +71,5 @@ def test_usage_errors_of_the_config_flags(tmp_path):
     assert refused(camera("--source", "0")) == ["error: give --model FILE (or --config FILE); see --help"]
     config = tmp_path / "box.yaml"
     config.write_text(f"models:\n  m: {{path: {tmp_path / 'm.xml'}}}\nstreams:\n  - {{name: a, source: '0'}}\n")
-    assert refused(camera("--config", config, "--interval", "2")) == [
-        "error: --interval: not taken with --config yet; run without --config for it"]
+    assert refused(camera("--config", config, "--interval", "door=2")) == [
+        "error: --interval door=...: no stream is called 'door'; the streams are a"]
