@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from box.analytics import BoxAnalytics
+from box.recording import BoxRecording
 from boxconfig.config import BoxConfig, ModelConfig, StreamConfig
+from boxconfig.gating_section import gate_options
 from boxconfig.zone_sections import zones_of_model
 from runtimes.atomic import JsonLines
 from runtimes.errors import UserError
@@ -48,14 +50,15 @@ class ModelGroup:
 def model_setup(model: ModelConfig, streams: Sequence[StreamConfig], base: BoxConfig) -> ModelSetup:
     """How ``model`` is loaded for ``streams``: with the lowest tracker low score of its tracked streams
     (ByteTrack's second association needs those detections) unless the model sets its threshold."""
-    lows = [s.tracking.low_score for s in streams if s.tracks]
+    lows = [s.tracking.low_score for s in streams if s.tracks or base.recorded(s)]
     return ModelSetup(base.resolve(model.path), model.runtime, model.batch_size, model.async_depth,
                       model.score_threshold, min(lows) if lows else None, dict(model.options))
 
 
-def capture_options(stream: StreamConfig) -> CaptureOptions:
+def capture_options(stream: StreamConfig, reader_for: Any = None) -> CaptureOptions:
+    """``reader_for``: the recording's tap for a recorded stream (box/recording.py), else None."""
     return CaptureOptions(realtime=stream.realtime, max_frames=stream.max_frames, timeout_s=stream.source_timeout_s,
-                          decode=True)
+                          decode=True, reader_for=reader_for)
 
 
 class BoxRunner:
@@ -75,6 +78,7 @@ class BoxRunner:
                             "folder (one NAME.mp4 each)")
         self.groups: Dict[str, ModelGroup] = {}
         self.analytics: Optional[BoxAnalytics] = None
+        self.recording: Optional[BoxRecording] = None  # (recording.dir set)
         self.json: Optional[JsonLines] = None
         self.stop = threading.Event()
         self.lock = threading.RLock()  # one change of the box at a time (control API, reload)
@@ -95,12 +99,15 @@ class BoxRunner:
         if not self.config.outputs.headless and os.environ.get("DISPLAY"):
             self.log("the box draws no window; its web view (webview.port) shows the streams")
         try:
-            self.analytics = BoxAnalytics(self.config)
+            self.recording = BoxRecording.of(self.config, self.label, self.log)  # before any stream opens
+            self.analytics = BoxAnalytics(self.config, self.recording)
             json_path = self.config.outputs.json
             if json_path and Path(json_path).suffix.lower() in JSON_SUFFIXES:
                 self.json = JsonLines(Path(self.config.resolve(json_path)))
             for name, model in self.config.models.items():
                 self.groups[name] = self._open_group(name, model)
+            if self.recording is not None:
+                self.recording.check_classes(self.config, [g.detector.class_names for g in self.groups.values()])
         except BaseException:
             self.close()
             raise
@@ -130,12 +137,17 @@ class BoxRunner:
         return PipelineOptions(batch_timeout_s=model.batch_timeout_ms / 1000.0, show=False,
                                output=Path(self.config.resolve(outputs.video)) if outputs.video else None,
                                json_folder=folder, keep_running=True, capture=CaptureOptions(decode=True),
-                               capture_of={s.name: capture_options(s) for s in streams})
+                               capture_of={s.name: capture_options(s, self.reader_for(s)) for s in streams},
+                               gating=gate_options(streams))
+
+    def reader_for(self, stream: StreamConfig) -> Any:
+        return self.recording.reader_for(stream) if self.recording is not None else None
 
     def configure_stream(self, group: ModelGroup, stream: StreamConfig, zones: Any) -> None:
         """The stream's tracking and zones (the analytics) and filters (its output), from its next frame."""
         assert self.analytics is not None
-        self.analytics.set_stream(stream.name, group.detector.class_names, stream.tracking if stream.tracks else None,
+        tracked = stream.tracks or self.config.recorded(stream)  # (recording follows tracks, as --record)
+        self.analytics.set_stream(stream.name, group.detector.class_names, stream.tracking if tracked else None,
                                   zones)
         if stream.name in group.pipeline.outputs:  # (one added gets them once its output exists)
             group.pipeline.set_filters(stream.name, stream.keep_classes, stream.score_threshold)
@@ -194,7 +206,10 @@ class BoxRunner:
             group.detector.close()
         if self.json is not None:
             self.json.close()
-        return self.analytics.close() if self.analytics is not None else None
+        summary = self.analytics.close() if self.analytics is not None else None
+        if self.recording is not None:  # (after the analytics: their last events' clips are finished)
+            self.recording.close()
+        return summary
 
     # -- what the control API changes (box/control_impl.py checks the request first) -----------------
 
@@ -206,9 +221,17 @@ class BoxRunner:
         group = self.groups[stream.model]
         source = self.parse([stream])[stream.name]
         zones = zones_of_model(config, stream.model, group.detector.class_names, self.label).get(stream.name)
+        gating = gate_options(config.streams_of(stream.model))
+        if gating.gates and not group.pipeline.gating:  # (its scheduler decides on every frame or on none)
+            raise UserError(f"stream {stream.name}: interval and motion need the model's streams gated from the "
+                            f"start; give one of model {stream.model}'s streams in the file interval or motion "
+                            "and restart the box")
+        group.pipeline.options.gating = gating
+        if self.recording is not None:
+            self.recording.add(stream, config)
         self.configure_stream(group, stream, zones)
         try:
-            group.pipeline.add_stream(source, capture_options(stream))
+            group.pipeline.add_stream(source, capture_options(stream, self.reader_for(stream)))
         except BaseException:
             assert self.analytics is not None
             self.analytics.remove_stream(stream.name)
