@@ -50,7 +50,7 @@ class ModelGroup:
 def model_setup(model: ModelConfig, streams: Sequence[StreamConfig], base: BoxConfig) -> ModelSetup:
     """How ``model`` is loaded for ``streams``: with the lowest tracker low score of its tracked streams
     (ByteTrack's second association needs those detections) unless the model sets its threshold."""
-    lows = [s.tracking.low_score for s in streams if s.tracks or base.recorded(s)]
+    lows = [s.tracking.low_score for s in streams if s.tracks or base.recorded(s) or base.zones is not None]
     return ModelSetup(base.resolve(model.path), model.runtime, model.batch_size, model.async_depth,
                       model.score_threshold, min(lows) if lows else None, dict(model.options))
 
@@ -146,7 +146,8 @@ class BoxRunner:
     def configure_stream(self, group: ModelGroup, stream: StreamConfig, zones: Any) -> None:
         """The stream's tracking and zones (the analytics) and filters (its output), from its next frame."""
         assert self.analytics is not None
-        tracked = stream.tracks or self.config.recorded(stream)  # (recording follows tracks, as --record)
+        # Zones of the top-level section need tracks too; recording follows tracks, as --record.
+        tracked = stream.tracks or zones is not None or self.config.recorded(stream)
         self.analytics.set_stream(stream.name, group.detector.class_names, stream.tracking if tracked else None,
                                   zones)
         if stream.name in group.pipeline.outputs:  # (one added gets them once its output exists)

@@ -191,3 +191,37 @@ def test_a_class_map_gives_the_new_models_detections_the_running_names():
         with pytest.raises(ControlError) as refused:
             relabelling("m", old, new, class_map)
         assert refused.value.status == 422 and says in refused.value.message
+
+
+def test_a_reload_adds_a_stream_and_gives_the_others_the_new_top_level_zones(tmp_path, demo_irs, sequences):
+    from box.control_impl import BoxController
+    from box.runner import BoxRunner
+    from boxconfig.__main__ import camera_defaults
+    from boxconfig.loading import load_config
+
+    live = write_video(tmp_path / "live.avi", sorted((sequences[0] / "img1").glob("*.jpg")), (480, 360), 15.0, 2)
+    data: Dict[str, Any] = {"models": {"m": {"path": str(demo_irs["fp32"])}},
+                            "streams": [{"name": "s1", "source": str(live), "realtime": True}],
+                            "zones": {"streams": {"s1": LEFT}}, "outputs": {"headless": True}}
+    path = tmp_path / "box.json"
+    path.write_text(json.dumps(data))
+    defaults = camera_defaults()
+    runner = BoxRunner(load_config(path, defaults), log=lambda _: None)
+    control = BoxController(runner, defaults, path)
+    stop = threading.Event()
+    runner.open(stop)
+    worker = threading.Thread(target=runner.run, args=(stop,))
+    worker.start()
+    try:
+        assert control.reload() == {"changes": "no change", "restart_needed": []}
+        data["streams"].append({"name": "s2", "source": str(live), "realtime": True, "max_frames": 5})
+        data["zones"] = {"streams": {"s1": WHOLE}}
+        path.write_text(json.dumps(data))
+        answer = control.reload()
+        assert answer["changes"] == "streams +s2; top-level zones changed"
+        assert list(runner.analytics.counts("s1")["zones"]) == ["whole"]
+        assert [s["name"] for s in control.list_streams()] == ["s1", "s2"]
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
