@@ -29,10 +29,12 @@ def _taps(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray]:
     index = np.zeros((out_size, ksize), dtype=np.intp)
     weight = np.zeros((out_size, ksize), dtype=np.int32)
     ss = 1.0 / filterscale
+    used = 0  # taps of the widest output pixel: ksize leaves room for more
     for xx in range(out_size):
         center = (xx + 0.5) * scale
         xmin = max(int(center - support + 0.5), 0)  # int() truncates toward zero, as C's cast does
         xmax = min(int(center + support + 0.5), in_size) - xmin
+        used = max(used, xmax)
         ws = []
         for x in range(xmax):
             w = 1.0 - abs((x + xmin - center + 0.5) * ss)
@@ -42,21 +44,26 @@ def _taps(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray]:
             w = w / total if total != 0.0 else w
             weight[xx, x] = int(w * (1 << PRECISION_BITS) + (0.5 if w >= 0 else -0.5))
             index[xx, x] = xmin + x
-    return index, weight
+    return index[:, :used], weight[:, :used]
+
+
+def _resample_rows(image: np.ndarray, out_size: int) -> np.ndarray:
+    """Pillow's 1-D pass along the first axis of an (N, M, C) uint8 array: whole rows gathered per tap, the
+    fast way for numpy (a pass along the second axis transposes first)."""
+    index, weight = _taps(image.shape[0], out_size)
+    total = np.full((out_size,) + image.shape[1:], 1 << (PRECISION_BITS - 1), dtype=np.int32)
+    for k in range(index.shape[1]):
+        # uint8 x int32 -> int32: sums stay below 2**31, as in Pillow's int accumulators
+        total += image[index[:, k]] * weight[:, k, None, None]
+    return np.clip(total >> PRECISION_BITS, 0, 255).astype(np.uint8)
 
 
 def _resample(image: np.ndarray, out_size: int, axis: int) -> np.ndarray:
     """One of Pillow's 1-D passes along ``axis`` (0 rows, 1 columns) of an (H, W, C) uint8 image."""
-    index, weight = _taps(image.shape[axis], out_size)
-    pixels = image.astype(np.int32)  # sums stay below 2**31 as in Pillow's int accumulators
-    total = np.full((out_size, image.shape[1 - axis], image.shape[2]) if axis == 0
-                    else (image.shape[0], out_size, image.shape[2]), 1 << (PRECISION_BITS - 1), dtype=np.int32)
-    for k in range(index.shape[1]):
-        if axis == 0:
-            total += pixels[index[:, k]] * weight[:, k, None, None]
-        else:
-            total += pixels[:, index[:, k]] * weight[None, :, k, None]
-    return np.clip(total >> PRECISION_BITS, 0, 255).astype(np.uint8)
+    if axis == 0:
+        return _resample_rows(image, out_size)
+    columns = np.ascontiguousarray(image.transpose(1, 0, 2))
+    return _resample_rows(columns, out_size).transpose(1, 0, 2)
 
 
 def pillow_bilinear(image: np.ndarray, width: int, height: int) -> np.ndarray:
