@@ -224,7 +224,8 @@ class EncodedTap:
             return None
         buffer, structure = sample.get_buffer(), sample.get_caps().get_structure(0)
         height, width = structure.get_value("height"), structure.get_value("width")
-        image = np.frombuffer(buffer.extract_dup(0, buffer.get_size()), np.uint8).reshape(height, width, 3)
+        # writable (a bytearray, not bytes): the outputs draw on the frame, and OpenCV 5 refuses a read-only one
+        image = np.frombuffer(bytearray(buffer.extract_dup(0, buffer.get_size())), np.uint8).reshape(height, width, 3)
         pts = self._stream_ns(buffer.pts)
         frame = TapFrame(self._frames, (pts if pts is not None else self._offset) / NS, image)
         self._frames += 1
