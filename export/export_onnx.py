@@ -7,8 +7,8 @@
 The codebase and network of a checkpoint are recognised from its keys and shapes (importers/: torchvision,
 pytorch-ssd, ssd.pytorch, MMDetection, NVIDIA's SSD, UltraFace; docs/checkpoints.md); ``--arch`` names a
 network only where they cannot tell, ``--preset`` a codebase's named configuration, ``--config`` its training
-config (read as data). The network is
-exported up to its raw head outputs (``bbox_regression`` offsets and ``cls_logits``);
+config (read as data). The network is exported up to its raw head outputs (``bbox_regression`` offsets and
+``cls_logits``);
 decoding and NMS stay on the host in the shared post-processor. The file carries everything needed to run
 it (architecture, input size, channel order, mean/std, class names, box coder, anchors, thresholds, the
 checkpoint's sha256) in ``metadata_props``.
