@@ -3,9 +3,9 @@
 
 Pillow's filter is not OpenCV's: when shrinking, its triangle filter widens to the scale factor (an
 antialiasing resize, every source pixel weighs in), where ``cv2.INTER_LINEAR`` reads two pixels; results
-differ by tens of grey levels on edges. Pillow computes it as two 1-D passes, each rounded
-to uint8, with weights in fixed point (22 fractional bits); this module repeats that arithmetic, so the
-pixels are Pillow's exactly (Pillow's own resize needs no Pillow on the device).
+differ by up to ~130 grey levels on edges. Pillow computes it as two 1-D passes, each rounded to uint8, with
+weights in fixed point (22 fractional bits); this module repeats that arithmetic, so the pixels are Pillow's
+exactly, without Pillow on the device.
 """
 
 from __future__ import annotations
