@@ -26,7 +26,7 @@ def test_equals_pillow(source, target):
     image = rng.integers(0, 256, (*source, 3), dtype=np.uint8)
     image[: source[0] // 2] //= 4  # an edge, so rounding between the passes matters
     height, width = target
-    want = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    want = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
     got = pillow_bilinear(image, width, height)
     assert got.dtype == np.uint8 and got.shape == want.shape
     assert np.array_equal(got, want), np.abs(got.astype(int) - want).max()
