@@ -10,8 +10,11 @@ from runtimes.data_path import KeyPath
 
 
 def at_key(at: KeyPath, text: str, keys: Mapping[str, str]) -> str:
-    """``text`` (a UserError's, starting with a flag of ``keys``: {flag: key under ``at``}) as a problem line."""
+    """``text`` (a UserError's, "--flag VALUE: problem", the flag one of ``keys``: {flag: key under ``at``}) as
+    the line "key path: problem (got VALUE)"."""
     flag = text.split(" ", 1)[0]
     if flag not in keys or ": " not in text:
         return line(at, text)
-    return line(at.key(keys[flag]), text.split(": ", 1)[1])
+    given, problem = text.split(": ", 1)
+    value = given[len(flag):].strip()
+    return line(at.key(keys[flag]), f"{problem} (got {value})" if value else problem)

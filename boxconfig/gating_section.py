@@ -17,8 +17,8 @@ _KEYS = dict({field.flag: field.key for field in fields_of(MOTION)}, **{"--inter
 
 
 def gating_problems(data: Dict[str, Any], label: str, defaults: Mapping[str, Any]) -> List[str]:
-    """One line per stream whose interval or motion settings the flags' checks refuse (wrong types: the
-    schema's)."""
+    """One line per interval or motion setting of a stream that the flags' checks refuse (each motion key
+    checked with the others at their defaults, so every problem is found at once; wrong types: the schema's)."""
     streams = data.get("streams")
     problems: List[str] = []
     for index, stream in enumerate(streams if isinstance(streams, list) else []):
@@ -26,18 +26,22 @@ def gating_problems(data: Dict[str, Any], label: str, defaults: Mapping[str, Any
             continue
         at = KeyPath(label).key("streams").index(index)
         interval = stream.get("interval", GateOptions.interval)
-        motion = stream.get("motion", {})
-        if not isinstance(motion, dict):
-            continue
-        values = {f.key: motion.get(f.key, defaults[f.dest]) for f in fields_of(MOTION)}
         try:
             if _whole(interval):
                 GateOptions(interval)
-            mask = values["mask"]
-            if _whole(values["threshold"]) and _whole(values["max_skip"]) and isinstance(mask, (str, type(None))):
-                motion_options(True, values["threshold"], values["max_skip"], values["mask"])
         except UserError as exc:
-            problems.append(at_key(at if str(exc).startswith("--interval") else at.key("motion"), str(exc), _KEYS))
+            problems.append(at_key(at, str(exc), _KEYS))
+        motion = stream.get("motion", {})
+        values = {f.key: defaults[f.dest] for f in fields_of(MOTION)}
+        for key, value in (motion.items() if isinstance(motion, dict) else ()):
+            if key not in values or key == "enabled" or not (_whole(value) or (key == "mask" and
+                                                                               isinstance(value, (str, type(None))))):
+                continue
+            settings = dict(values, **{key: value})
+            try:
+                motion_options(True, settings["threshold"], settings["max_skip"], settings["mask"])
+            except UserError as exc:
+                problems.append(at_key(at.key("motion"), str(exc), _KEYS))
     return problems
 
 

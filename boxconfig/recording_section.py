@@ -18,21 +18,31 @@ _KEYS = {field.flag: field.key for field in fields_of(RECORDING)}
 
 
 def recording_problems(data: Dict[str, Any], label: str, defaults: Mapping[str, Any], base_dir: Path) -> List[str]:
-    """The section's one problem (the first the flags' check finds) as a line with its key path; the folder
-    probed, not made; class triggers not yet matched (the model is not loaded). Wrong types: the schema's."""
+    """Each key the flags' check refuses, as a line with its key path (each checked with the others at their
+    defaults, so every problem is found at once); the folder probed, not made; class triggers not yet matched
+    (no model is loaded). Wrong types: the schema's lines."""
     section = data.get("recording")
     if not isinstance(section, dict) or not isinstance(section.get("dir"), str):
         return []
-    values = {f.key: section.get(f.key, defaults[f.dest]) for f in fields_of(RECORDING)}
-    numbers = [values[k] for k in ("pre_seconds", "post_seconds", "retain_days", "retain_gb")]
-    if not isinstance(values["on"], list) or not all(isinstance(v, str) for v in values["on"]) \
-            or not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in numbers):
-        return []
-    try:
-        _parse(values, str(base_dir / values["dir"]), None)
-    except UserError as exc:
-        return [at_key(KeyPath(label).key("recording"), str(exc), _KEYS)]
-    return []
+    at = KeyPath(label).key("recording")
+    values = {f.key: defaults[f.dest] for f in fields_of(RECORDING)}
+    folder = str(base_dir / section["dir"])
+    problems: List[str] = []
+    for key in values:
+        value = section.get(key, values[key])
+        if key == "dir" or not _typed(key, value):
+            continue
+        try:
+            _parse(dict(values, **{key: value}), folder, None)
+        except UserError as exc:
+            problems.append(at_key(at, str(exc), _KEYS))
+    return list(dict.fromkeys(problems))  # (a bad folder is said once)
+
+
+def _typed(key: str, value: Any) -> bool:
+    if key == "on":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def record_options(config: BoxConfig, label: str) -> Any:
