@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -416,18 +417,22 @@ def report(args: argparse.Namespace, results: Dict[Tuple[str, str, str], Tuple[i
               + " | " + " / ".join(f"{v:.0f}" for v in b.throughput) + f" | {h['detections']:.1f} |")
     print(f"\n## cameras held (>= 95% of frames handled per stream, p95 <= 200 ms; {fps:g} FPS 1080p)\n")
     print("| codec | transport | setting | N held | bound | ratio | p95 ms (worst stream, at N) | handled % "
-          "(worst, at N) | app cores at N (bound's) | tried (N: held?) | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "(worst, at N) | app cores at N (bound's) | bound on the cores it got (ratio) | tried (N: held?) | "
+          "load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (codec, transport, setting), (n, _, runs) in results.items():
         bound = bounds[(codec, transport)].cameras(setting, cores, fps)
         at = next((r for r in runs if r.cameras == n), None)
         p95 = max((s.p95_ms or 0.0) for s in at.streams) if at else float("nan")
         handled = 100 * min(s.handled for s in at.streams) if at else float("nan")
         cores_at = f"{at.app_cores:.2f} ({n * cores / bound:.2f})" if at else "-"
+        # On a shared machine: the most cores any of its runs kept busy, over what a camera costs
+        got = max(r.app_cores for r in runs) * bound / cores if runs else float("nan")
         tried = ", ".join(f"{r.cameras}: {'yes' if r.held else 'no'}" for r in runs)
         loads = "; ".join(r.load.split()[0] for r in runs)
         print(f"| {codec.upper()} | {transport} | {label(setting)} | {n} | {bound:.2f} | {n / bound:.2f} | "
-              f"{p95:.0f} | {handled:.1f} | {cores_at} | {tried} | {loads} |")
+              f"{p95:.0f} | {handled:.1f} | {cores_at} | {got:.2f} ({n / got if got else math.nan:.2f}) | "
+              f"{tried} | {loads} |")
 
 
 if __name__ == "__main__":
