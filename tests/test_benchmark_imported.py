@@ -1,6 +1,6 @@
 """apps/benchmark.py --checkpoint with another codebase's checkpoint (an MMDetection SSDLite) and no --arch:
 its network is recognised, the PyTorch row runs it as imported (the same detections as the exported ONNX
-file's), and a short run measures both rows."""
+file's) and a short run measures it (the other rows measure the exported file, as for any checkpoint)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ def test_an_imported_checkpoint_benchmarks_without_arch(tmp_path):
     checkpoint = tmp_path / "ssdlite.pth"
     torch.save({"meta": {"mmdet_version": "3.3.0"}, "state_dict": state}, checkpoint)
     out = tmp_path / "report"
-    assert benchmark.main(["--checkpoint", str(checkpoint), "--runtimes", "pytorch,onnxruntime", "--precisions",
+    assert benchmark.main(["--checkpoint", str(checkpoint), "--runtimes", "pytorch", "--precisions",
                            "fp32", "--iterations", "3", "--warmup", "1", "--no-benchmark-app", "--output-dir",
                            str(out), "--build-dir", str(tmp_path / "models")]) == 0
     rows = json.loads((out / "benchmark.json").read_text())["rows"]
-    assert [(r["runtime"], r["status"]) for r in rows] == [("pytorch", "ok"), ("onnxruntime", "ok")], rows
+    assert [(r["runtime"], r["status"], r["iterations"]) for r in rows] == [("pytorch", "ok", 3)], rows
     exported = load_detector(tmp_path / "models" / "ssdlite.onnx")
     assert exported.meta.arch == "mmdetection/ssdlite_mobilenetv2"
     eager = TorchDetector.create(str(checkpoint), None, exported.meta.class_names[1:])
