@@ -31,7 +31,7 @@ from tests.ultraface_reference import decisive_ultraface, decode, transform
 # repository; the same run gave its priors, PredictionTransform, outputs (difference 0.0) and
 # Predictor.predict(im, 400, 0.1)'s detections (boxes within 3e-5 px) equal to tests/ultraface_reference.py's.
 CODEBASE_LAYOUTS = {"version-slim": "abd18269b71a163f", "version-RFB": "3aea0e556f74b58c"}
-# (network, classes): the face models (BACKGROUND, face) and a three-class RFB as masked_face/ trains.
+# (network, classes): the face models (BACKGROUND, face) and masked_face/'s RFB (BACKGROUND, face, masked_face).
 CASES = [("version-slim", 2), ("version-RFB", 3)]
 
 
@@ -50,7 +50,7 @@ def images():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, images):
     """Per case, (reference network, checkpoint, ONNX file): the state dict as train.py's net.save writes it,
-    exported with its labels file (BACKGROUND first, as models/voc-model-labels.txt)."""
+    exported with its labels file (models/ or masked_face/'s voc-model-labels.txt)."""
     folder = tmp_path_factory.mktemp("ultraface")
     cache = {}
 
@@ -60,7 +60,7 @@ def exported(tmp_path_factory, images):
             checkpoint = folder / f"{network}-{num_classes}.pth"
             torch.save(net.state_dict(), checkpoint)
             labels = folder / f"labels-{num_classes}.txt"
-            labels.write_text("BACKGROUND\nface\n" + "".join(f"thing{i}\n" for i in range(2, num_classes)))
+            labels.write_text("\n".join(["BACKGROUND", "face", "masked_face"][:num_classes]) + "\n")
             onnx_path = folder / f"{network}-{num_classes}.onnx"
             export_checkpoint(checkpoint, None, onnx_path, classes_file=labels, options=ImportOptions())
             cache[network, num_classes] = net, checkpoint, onnx_path
