@@ -103,8 +103,8 @@ class OpenVINODetector(Detector):
         max_batch: images per network call for a dynamic-batch file (default 8); a static-batch file takes its
             own batch. Models with NMS inside take one image a call.
         static_batch: compile a dynamic-batch file for exactly ``max_batch`` images (a call with fewer is
-            padded to it) instead of 1..``max_batch``: batches through a bounded dynamic axis ran at 0.82x
-            of a static one on a CPU (docs/multistream.md, "Batching").
+            padded to it) instead of 1..``max_batch``: batches through a bounded dynamic axis ran slower
+            than a static one on a CPU (docs/multistream.md, "Batching").
     """
 
     backend = "openvino"

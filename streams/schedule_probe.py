@@ -1,8 +1,8 @@
 """The schedule chosen by measurement: for a loaded detector and N streams, time the candidate (frames per
 call, requests in flight) pairs on synthetic frames for a bounded time, take the best, and remember it.
 
-A rule tuned on one CPU picks the wrong batch on another (issue #28: batch 1 was best on one Intel box,
-batch 4 1.35x faster on an AMD EPYC one), so the camera measures at start. Candidates: batches 1, 2, 4, 8 up
+A rule tuned on one CPU picks the wrong batch on another (issue #28: the best batch differed between an
+Intel and an AMD box, docs/multistream.md), so the camera measures at start. Candidates: batches 1, 2, 4, 8 up
 to the stream count and the model's batch (a static-batch model: its own batch only), each with 2 and 4
 requests in flight. A dynamic-batch model is compiled for each batch measured with the runtime's
 ``static_batch_options`` (OpenVINO: exactly that batch, partial calls padded), which is how it then runs.
