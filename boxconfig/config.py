@@ -115,7 +115,7 @@ class RecordingConfig:
     """Evidence clips around events (recording/, the --record flags): none without ``dir``."""
 
     dir: Optional[str]  # the folder clips go to (relative: to the file's folder)
-    on: List[str]  # triggers, as --record-on takes them: all, an event type, class:NAME
+    record_on: List[str]  # triggers, as --record-on takes them: all, an event type, class:NAME
     pre_seconds: float
     post_seconds: float
     retain_days: Optional[float]  # None: no limit

@@ -40,7 +40,7 @@ def recording_problems(data: Dict[str, Any], label: str, defaults: Mapping[str, 
 
 
 def _typed(key: str, value: Any) -> bool:
-    if key == "on":
+    if key == "record_on":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
@@ -67,7 +67,7 @@ def check_trigger_classes(config: BoxConfig, label: str, class_names: Sequence[s
     from recording.options import parse_triggers
 
     try:
-        parse_triggers(config.recording.on, class_names)
+        parse_triggers(config.recording.record_on, class_names)
     except UserError as exc:
         raise ConfigError([at_key(KeyPath(label).key("recording"), str(exc), _KEYS)]) from None
 
@@ -75,5 +75,5 @@ def check_trigger_classes(config: BoxConfig, label: str, class_names: Sequence[s
 def _parse(values: Mapping[str, Any], folder: str, class_names: Optional[Sequence[str]]) -> Any:
     from recording.options import parse_record_options
 
-    return parse_record_options(folder, values["on"], values["pre_seconds"], values["post_seconds"],
+    return parse_record_options(folder, values["record_on"], values["pre_seconds"], values["post_seconds"],
                                 values["retain_days"], values["retain_gb"], class_names)

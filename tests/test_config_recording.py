@@ -33,7 +33,7 @@ def test_defaults_are_the_flags_and_the_librarys(tmp_path):
     config = check_config(recorded(), "box.yaml", DEFAULTS, tmp_path)
     door, yard = config.streams
     section = config.recording
-    assert (section.on, section.pre_seconds, section.post_seconds) == (["all"], RecordOptions.pre_s,
+    assert (section.record_on, section.pre_seconds, section.post_seconds) == (["all"], RecordOptions.pre_s,
                                                                        RecordOptions.post_s)
     assert (section.retain_days, section.retain_gb) == (None, None)
     assert door.interval == GateOptions.interval and not door.motion.enabled
@@ -49,7 +49,7 @@ def test_defaults_are_the_flags_and_the_librarys(tmp_path):
 def test_every_bad_value_one_line_with_its_key_path(tmp_path):
     (tmp_path / "taken.txt").write_text("not a folder")
     data = recorded()
-    data["recording"] = {"dir": "taken.txt", "pre_seconds": -1, "retain_gb": 0, "on": ["explosion"],
+    data["recording"] = {"dir": "taken.txt", "pre_seconds": -1, "retain_gb": 0, "record_on": ["explosion"],
                          "post_seconds": "5"}
     data["streams"][0].update(interval=0, motion={"threshold": 300, "max_skip": 0})
     data["streams"][1]["motion"] = {"mask": "1,2 3,4"}
@@ -59,7 +59,7 @@ def test_every_bad_value_one_line_with_its_key_path(tmp_path):
                 "box.yaml: streams[0].motion.threshold: not a grey-level difference; give 1 to 255 (got 300)",
                 "box.yaml: streams[0].motion.max_skip: below 1; ",
                 "box.yaml: streams[1].motion.mask: '1,2 3,4' has 2 points; give at least 3",
-                "box.yaml: recording.on: not a trigger; ",
+                "box.yaml: recording.record_on: not a trigger; ",
                 "box.yaml: recording.pre_seconds: seconds must be a finite number >= 0; ",
                 "box.yaml: recording.retain_gb: a retention limit must be more than 0 GB; ",
                 f"box.yaml: recording.dir: {tmp_path / 'taken.txt'} exists and is not a folder; "]
@@ -70,13 +70,13 @@ def test_every_bad_value_one_line_with_its_key_path(tmp_path):
 
 def test_a_class_trigger_names_a_class_of_a_model(tmp_path):
     data = recorded()
-    data["recording"]["on"] = ["line_crossed", "class:zebra"]
+    data["recording"]["record_on"] = ["line_crossed", "class:zebra"]
     config = check_config(data, "box.yaml", DEFAULTS, tmp_path)  # (no model loaded yet: not matched)
     check_trigger_classes(config, "box.yaml", ["person", "zebra"])
     with pytest.raises(ConfigError) as caught:
         check_trigger_classes(config, "box.yaml", ["person", "car"])
-    assert caught.value.lines == ["box.yaml: recording.on: the model has no class 'zebra'; use one of car, person "
-                                  "(got class:zebra)"]
+    assert caught.value.lines == ["box.yaml: recording.record_on: the model has no class 'zebra'; use one of car, "
+                                  "person (got class:zebra)"]
 
 
 def test_flags_override_the_file():
@@ -84,7 +84,7 @@ def test_flags_override_the_file():
                                  "--interval", "yard=2", "--motion", "--motion-threshold", "40"])
     config = effective_config(recorded(), given, "box.yaml", DEFAULTS)
     door, yard = config.streams
-    assert (config.recording.dir, config.recording.pre_seconds, config.recording.on) == ("/tmp/elsewhere", 2,
+    assert (config.recording.dir, config.recording.pre_seconds, config.recording.record_on) == ("/tmp/elsewhere", 2,
                                                                                          ["zone_enter"])
     assert (door.interval, yard.interval) == (1, 2)  # NAME=N: that stream only
     assert door.motion.enabled and door.motion.threshold == yard.motion.threshold == 40
