@@ -185,7 +185,8 @@ def test_published_streams_are_read_back_over_rtsp_with_their_sizes_one_mount_ea
         result = got[urls[name]]
         assert result["count"] == 15 and result["sizes"] == [[w, h]], (name, result, err[-1500:])
         if result["failed_attempts"]:
-            warnings.warn(f"rtsp {name}: the first attempt failed, the reconnect read it: {result['failed_attempts']}")
+            warnings.warn(f"rtsp {name}: the first attempt failed, the reconnect read it: "
+                          f"{result['failed_attempts']}", stacklevel=1)
         assert result["distinct"] >= 5  # the square moves: live frames, not one repeated
         assert max(range(3), key=lambda c: result["mean_bgr"][c]) == channel  # this stream's colour, BGR kept
     ended = json.loads(out.strip().splitlines()[-1])
