@@ -11,8 +11,9 @@ from boxconfig.fields import FIELDS, FLAG_DEFAULT
 
 
 def flag_defaults(parser: argparse.ArgumentParser) -> Dict[str, Any]:
-    """{flag dest: its default} for every setting of :data:`boxconfig.fields.FIELDS`, from the camera's parser.
-    A dest the parser lacks is a RuntimeError: the camera and this table disagree (a bug, not a user's error)."""
+    """{flag dest: its default} for every setting of :data:`boxconfig.fields.FIELDS`, from the camera's parser
+    (or the row's own ``default``, where the flag's None stands for a library's default). A dest the parser
+    lacks is a RuntimeError: the camera and this table disagree (a bug, not a user's error)."""
     known = {action.dest for action in parser._actions}  # argparse has no public list of its options
     missing = sorted({f.dest for f in FIELDS} - known)
     if missing:
