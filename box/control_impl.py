@@ -59,12 +59,12 @@ class BoxController:
         if not isinstance(data, dict):
             raise ControlError(400, "give one stream as an object (a streams[] entry of the configuration)")
         name = _safe_name(data.get("name"))
-        if any(s.name == name for s in self.runner.config.streams):
-            raise ControlError(409, f"stream {name} is running; remove it first or give another name")
-        whole = to_data(self.runner.config)
-        whole["streams"].append(data)
-        new = self._checked(whole)
-        with self.runner.lock:
+        with self.runner.lock:  # (checked and made under one hold: two requests for one name cannot both pass)
+            if any(s.name == name for s in self.runner.config.streams):
+                raise ControlError(409, f"stream {name} is running; remove it first or give another name")
+            whole = to_data(self.runner.config)
+            whole["streams"].append(data)
+            new = self._checked(whole)
             try:
                 self.runner.add_stream(new.stream(name), new)
             except UserError as exc:
@@ -74,8 +74,8 @@ class BoxController:
         return self._entry(name)
 
     def remove_stream(self, name: str) -> Dict[str, Any]:
-        self._index(_safe_name(name))
         with self.runner.lock:
+            self._index(_safe_name(name))
             try:
                 summary = self.runner.remove_stream(name)
             except UserError as exc:
@@ -85,18 +85,18 @@ class BoxController:
         return dict(summary, name=name)
 
     def patch_stream(self, name: str, data: Dict[str, Any]) -> Dict[str, Any]:
-        index = self._index(_safe_name(name))
+        self._index(_safe_name(name))
         if not isinstance(data, dict) or not data:
             raise ControlError(400, f"give an object with any of {', '.join(PATCHABLE)}")
         other = sorted(set(data) - set(PATCHABLE))
         if other:
             raise ControlError(400, f"{other[0]}: a running stream changes only {', '.join(PATCHABLE)}; remove the "
                                     "stream and add it again to change the rest")
-        whole = to_data(self.runner.config)
-        whole["streams"][index].update(data)
-        new = self._checked(whole)
-        stream = new.stream(name)
         with self.runner.lock:
+            whole = to_data(self.runner.config)
+            whole["streams"][self._index(name)].update(data)
+            new = self._checked(whole)
+            stream = new.stream(name)
             group = self.runner.groups[stream.model]
             zones = self._zones(new, group, stream)
             self.runner.configure_stream(group, stream, zones)
