@@ -181,7 +181,8 @@ class BatchScheduler:
     # -- changes while running (box/runner.py), each applied on the scheduler's thread between batches -----
 
     def between_batches(self, change: Callable[[], None]) -> None:
-        """Run ``change`` on the scheduler's thread before its next batch (at once when it has ended)."""
+        """Run ``change`` on the scheduler's thread before its next batch, or as its run ends (not after: the
+        caller checks that it runs)."""
         with self._changes_lock:
             self._changes.append(change)
         self.notify()
