@@ -91,9 +91,9 @@ def sizes(network: Network, ratio_range: Sequence[float]) -> Tuple[List[int], Li
     maxs = [int(network.size * (r + step) / 100) for r in range(low, high + 1, step)]
     first_level = network.first_level.get(float(ratio_range[0]))
     if first_level is None:
-        starts = " or ".join(str(v) for v in network.first_level)
+        starts = " or ".join(str(v) for v in network.first_level) or "no range (only explicit min_sizes)"
         raise UserError(f"basesize_ratio_range {tuple(ratio_range)}: SSDAnchorGenerator takes {starts} as its "
-                        f"first value at {network.size}; fix the config or pass --preset")
+                        f"first value at {network.size}; is the config the checkpoint's own?")
     return [int(network.size * first_level[0] / 100)] + mins, [int(network.size * first_level[1] / 100)] + maxs
 
 
@@ -195,6 +195,9 @@ def settings(options: ImportOptions, name: str, num_classes: int) -> Dict[str, A
         found.update(min_sizes=network.min_sizes, max_sizes=network.max_sizes)
     else:
         preset = options.preset or PRESET_OF_CLASSES.get(num_classes)
+        if not network.presets:
+            raise UserError(f"--preset {preset}: MMDetection's {name} has no presets (its prior sizes are its "
+                            "config's); leave --preset out, or pass the training config with --config FILE")
         if preset not in network.presets:
             told = f"--preset {options.preset}: MMDetection's {name} presets are coco and voc" if options.preset \
                 else f"its head has {num_classes - 1} classes, which does not tell its prior sizes"

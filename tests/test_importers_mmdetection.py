@@ -214,8 +214,8 @@ def test_configs_are_read_as_data_with_base_references(tmp_path):
 
 
 def test_networks_and_configs_that_do_not_fit_are_named(other_network, tmp_path):
-    """A neck with a sixth extra level, a config whose anchors do not fit the head, an SSD512 whose class count
-    tells no preset: each one line naming the problem and the fix."""
+    """A neck with a sixth extra level, an unknown preset, a config whose anchors do not fit the head, a preset
+    for SSDLite (whose sizes are its config's): each one line naming the problem and the fix."""
     name, _, _, state = other_network
     if name == "ssd512":
         six = dict(state, **{"neck.extra_layers.5.0.conv.weight": torch.zeros(1)})
@@ -226,7 +226,8 @@ def test_networks_and_configs_that_do_not_fit_are_named(other_network, tmp_path)
         wrong.write_text(LITE_CONFIG.replace("_base_ = ['../_base_/datasets/coco_detection.py']", "")
                          .replace("[2, 3], [2, 3]]", "[2], [2]]").replace("{{_base_.dataset_type}}", "'x'")
                          .replace("{{_base_.data_root}}", "'y'"))
-        cases = [(state, ImportOptions(config=wrong), ["[6, 6, 6, 6, 4, 4] boxes per cell", "--config"])]
+        cases = [(state, ImportOptions(config=wrong), ["[6, 6, 6, 6, 4, 4] boxes per cell", "--config"]),
+                 (state, ImportOptions(preset="coco"), ["--preset coco", "no presets", "leave --preset out"])]
     for candidate, options, phrases in cases:
         with pytest.raises(UserError) as refused:
             import_state_dict(candidate, options)
