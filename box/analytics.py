@@ -14,12 +14,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from analytics.cli import DEFAULT_EVENTS_FILE
 from analytics.pipeline import Analytics
 from analytics.sinks import JsonLinesSink, MqttSink, Sink, WebhookSink, parse_mqtt_address
 from analytics.zone_file import StreamZones
 from boxconfig.config import BoxConfig, TrackingConfig
-
-DEFAULT_EVENTS_FILE = "events.jsonl"
 
 
 def tracker_options(tracking: TrackingConfig) -> Dict[str, Any]:
