@@ -31,6 +31,21 @@ OUT_CHANNELS = {"vgg300": (512, 1024, 512, 256, 256, 256), "vgg512": (512, 1024,
                 "mobilenet_v2": (96, 1280, 512, 256, 256, 64), "mobilenet_v3": (112, 960, 512, 256, 256, 64)}
 
 
+def map_side(side: int, module: nn.Module) -> int:
+    """The side of a square feature map after ``module``'s convs and pools in their order (PyTorch's output
+    size formula; the layers here run in the order they are registered)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            k, s, p, d, ceil = m.kernel_size[0], m.stride[0], int(m.padding[0]), m.dilation[0], False  # type: ignore[index]
+        elif isinstance(m, nn.MaxPool2d):
+            k, s, p, d, ceil = int(m.kernel_size), int(m.stride), int(m.padding), int(m.dilation), m.ceil_mode  # type: ignore[arg-type]
+        else:
+            continue
+        span = side + 2 * p - d * (k - 1) - 1
+        side = (-(-span // s) if ceil else span // s) + 1
+    return side
+
+
 class L2Norm(nn.Module):
     """conv4_3's normalisation: ``weight * x / (||x|| + 1e-10)`` over channels."""
 
@@ -73,6 +88,17 @@ class VGG(nn.Module):
             if k % 2 == 1:
                 features.append(x)
         return features
+
+    def feature_sizes(self, size: int) -> List[int]:
+        """Each head level's map side at a square ``size`` input, without running the network."""
+        sides = [map_side(size, nn.Sequential(*self.vgg[:23]))]
+        sides.append(map_side(sides[0], nn.Sequential(*self.vgg[23:])))
+        side = sides[-1]
+        for k, conv in enumerate(self.extras):
+            side = map_side(side, conv)
+            if k % 2 == 1:
+                sides.append(side)
+        return sides
 
 
 def _vgg_extras(size: int) -> List[nn.Module]:
@@ -152,6 +178,14 @@ class MobileNetV2(nn.Module):
             features.append(x)
         return features
 
+    def feature_sizes(self, size: int) -> List[int]:
+        """Each head level's map side at a square ``size`` input, without running the network."""
+        sides = [map_side(size, nn.Sequential(*self.features[:self.split]))]
+        sides.append(map_side(sides[0], nn.Sequential(*self.features[self.split:])))
+        for extra in self.extras:
+            sides.append(map_side(sides[-1], extra))
+        return sides
+
 
 def make_divisible(v: float, divisor: int = 8) -> int:
     """The nearest multiple of ``divisor`` (at least ``divisor``), never more than 10% below ``v``."""
@@ -224,6 +258,7 @@ class MobileNetV3(nn.Module):
                                      v3_block(256, make_divisible(256 * 0.25), 64, 3, 2, True, True)])
 
     forward = MobileNetV2.forward
+    feature_sizes = MobileNetV2.feature_sizes
 
 
 class SeparableConv2d(nn.Module):
@@ -280,3 +315,8 @@ class LufficcSSD(nn.Module):
 
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.box_head.predictor(self.backbone(images))
+
+    def feature_sizes(self, size: int) -> List[int]:
+        """The side of each head level's feature map at a square ``size`` input (what PRIORS.FEATURE_MAPS
+        must say), from the layers' arithmetic."""
+        return self.backbone.feature_sizes(size)  # type: ignore[operator]

@@ -27,8 +27,6 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import torch
-
 from importers.base import ImportedModel, Importer, ImportOptions, Recognised, StateDict, load_exact, placeholder_names
 from importers.lufficc_config import DEFAULTS as CONFIG_DEFAULTS
 from importers.lufficc_config import SHIPPED, find, merge, read_config
@@ -173,13 +171,12 @@ def priors(config: Dict[str, Any]) -> AnchorConfig:
                                    zip(pri["MIN_SIZES"], pri["MAX_SIZES"], pri["ASPECT_RATIOS"])])
 
 
-def _check_box_count(model: torch.nn.Module, anchors: AnchorConfig, size: int, origin: str) -> None:
-    with torch.no_grad():
-        produced = int(model(torch.zeros(1, 3, size, size))[0].shape[1])
-    if produced != count(anchors):
-        raise UserError(f"{origin}: MODEL.PRIORS.FEATURE_MAPS {[f[0] for f in anchors.feature_maps]} give "
-                        f"{count(anchors)} priors, but the network gives {produced} boxes at INPUT.IMAGE_SIZE "
-                        f"{size}; give the config the checkpoint was trained with")
+def _check_feature_maps(model: LufficcSSD, config: Dict[str, Any], origin: str) -> None:
+    size, said = config["INPUT"]["IMAGE_SIZE"], config["MODEL"]["PRIORS"]["FEATURE_MAPS"]
+    sides = model.feature_sizes(size)
+    if [int(f) for f in said] != sides:
+        raise UserError(f"{origin}: MODEL.PRIORS.FEATURE_MAPS is {said}, but the network's feature maps at "
+                        f"INPUT.IMAGE_SIZE {size} are {sides}; give the config the checkpoint was trained with")
 
 
 def build_model(state: StateDict, recognised: Recognised, options: ImportOptions) -> ImportedModel:
@@ -194,9 +191,10 @@ def build_model(state: StateDict, recognised: Recognised, options: ImportOptions
     size = int(config["INPUT"]["IMAGE_SIZE"])
     network = BACKBONES[backbone][1].format(size=size)
     what = f"a {CODEBASE} {network} checkpoint ({num_classes} classes with the background)"
-    model = load_exact(LufficcSSD(backbone, boxes, num_classes), state, what)
+    network_module = LufficcSSD(backbone, boxes, num_classes)
+    _check_feature_maps(network_module, config, origin)
+    model = load_exact(network_module, state, what)
     anchors = priors(config)
-    _check_box_count(model, anchors, size, origin)
     centre, size_variance = float(find(config, "MODEL.CENTER_VARIANCE")), float(find(config, "MODEL.SIZE_VARIANCE"))
     test = config["TEST"]
     meta = ModelMetadata(

@@ -106,7 +106,8 @@ def decisive_lufficc(backbone: str, boxes: Sequence[int], num_classes: int, conf
         m.momentum = None  # the average over the one batch
     model.train()
     with torch.no_grad():
-        model(batch)  # the heads' separable convs have BatchNorm too
+        if norms:  # (VGG has none: one forward fewer)
+            model(batch)  # the heads' separable convs have BatchNorm too
         for m in norms:
             m.running_var.clamp_(min=float(m.running_var.median()) * 0.1)
             m.weight.uniform_(0.7, 1.3)
