@@ -55,7 +55,7 @@ def torch_model(checkpoint: Path, arch: Optional[str], class_names: List[str]):
     from importers.base import ImportOptions
     from importers.registry import import_state_dict
 
-    imported = import_state_dict(load_state_dict(checkpoint), ImportOptions(arch=arch))
+    imported = import_state_dict(load_state_dict(checkpoint), ImportOptions())  # as resolve_source exports it
     return imported.module.eval(), imported.meta.replace(class_names=["__background__"] + list(class_names))
 
 
