@@ -19,8 +19,8 @@ class BoxRecording:
 
         self.label, self.log = label, log
         options = record_options(config, label)
-        self.recording = Recording(options, [s.name for s in config.streams if config.recorded(s)], log=log)
         self.names = {s.name for s in config.streams if config.recorded(s)}
+        self.recording = Recording(options, sorted(self.names), log=log)
         log(f"recording: clips of {', '.join(sorted(self.names)) or 'no stream'} to {options.folder} "
             f"({options.pre_s:g} s before, {options.post_s:g} s after)")
 

@@ -86,3 +86,62 @@ def test_a_recorded_stream_and_a_gated_one_from_the_configuration(tmp_path, demo
     assert len(half) == len(cam) == len(decoded(h264_video))  # every frame of both
     assert all(a != b for a, b in zip(half, half[1:])) and half.count(False) == len(half) // 2, half  # one in two
     assert all(cam)
+
+
+# The box in one process (the venv's, with the system's GStreamer bindings after its own packages): streams
+# added through its control while it runs.
+ADD_WHILE_RUNNING = """
+import json, sys, threading
+sys.path.append(GI)
+sys.path.insert(0, ROOT)
+from apps.camera import build_parser
+from box.control import ControlError
+from box.control_impl import BoxController
+from box.runner import BoxRunner
+from boxconfig.defaults import flag_defaults
+from boxconfig.loading import load_config
+cfg = json.loads(sys.argv[1])
+defaults = flag_defaults(build_parser())
+runner = BoxRunner(load_config(cfg["config"], defaults), print)
+stop = threading.Event()
+runner.open(stop)
+control, out = BoxController(runner, defaults), {}
+worker = threading.Thread(target=lambda: out.update(summary=runner.run(stop)))
+worker.start()
+try:
+    control.add_stream({"name": "gated", "source": cfg["video"], "interval": 2})
+except ControlError as exc:
+    out["refused"] = [exc.status, exc.message]
+out["added"] = control.add_stream({"name": "late", "source": cfg["video"], "zones": cfg["zones"],
+                                   "max_frames": 45})["name"]  # (a crossing at frame 24)
+worker.join(120)
+print(json.dumps(out))
+"""
+
+
+def test_a_stream_added_while_the_box_runs_is_recorded(tmp_path, demo_model, h264_video):
+    _, onnx_path, _ = demo_model
+    middle = {"coordinates": "normalized", "lines": [{"name": "middle", "points": [[0.5, 0], [0.5, 1]]}]}
+    config = {"models": {"demo": {"path": str(onnx_path)}},
+              # (paced by the file's rate, unrecorded: the box runs on while streams are added)
+              "streams": [{"name": "first", "source": str(h264_video), "realtime": True, "record": False,
+                           "max_frames": 40}],
+              "recording": {"dir": "clips", "pre_seconds": 0.5, "post_seconds": 0.5},
+              "sinks": {"events_file": "events.jsonl"}, "outputs": {"headless": True}}
+    (tmp_path / "box.json").write_text(json.dumps(config))
+    script = ADD_WHILE_RUNNING.replace("GI", repr(SYSTEM_PACKAGES)).replace("ROOT", repr(str(ROOT)))
+    result = subprocess.run([sys.executable, "-c", script, json.dumps({
+        "config": str(tmp_path / "box.json"), "video": str(h264_video), "zones": middle})], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    if "streams are not recorded" in result.stdout:
+        pytest.skip(f"no GStreamer for Python in {SYSTEM_PACKAGES} (apt install python3-gi gir1.2-gstreamer-1.0)")
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    status, message = out["refused"]  # its model's scheduler was started without gating: one line, no change
+    assert status == 400 and message.startswith("stream gated: interval and motion need") and "restart" in message
+    assert out["added"] == "late" and "gated" not in out["summary"]["models"]["demo"]["streams"]
+    events = [e for e in map(json.loads, (tmp_path / "events.jsonl").read_text().splitlines())
+              if e["type"] != "counts"]
+    assert events and {e["stream"] for e in events} == {"late"}, events
+    for event in events:
+        assert (tmp_path / "clips" / event["clip"]).is_file() and (tmp_path / "clips" / event["snapshot"]).is_file()
