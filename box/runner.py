@@ -224,9 +224,8 @@ class BoxRunner:
         zones = zones_of_model(config, stream.model, group.detector.class_names, self.label).get(stream.name)
         gating = gate_options(config.streams_of(stream.model))
         if gating.gates and not group.pipeline.gating:  # (its scheduler decides on every frame or on none)
-            raise UserError(f"stream {stream.name}: interval and motion need the model's streams gated from the "
-                            f"start; give one of model {stream.model}'s streams in the file interval or motion "
-                            "and restart the box")
+            raise UserError(f"stream {stream.name}: interval or motion needs a restart of the box: model "
+                            f"{stream.model} started with none of its streams gated, so its scheduler checks no frame")
         group.pipeline.options.gating = gating
         if self.recording is not None:
             self.recording.add(stream, config)
