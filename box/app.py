@@ -21,8 +21,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration file (docs/configuration.md)")
     group.add_argument("--config", type=Path, metavar="FILE",
-                       help="models, streams, zones, sinks and the web view from this YAML or JSON file; flags "
-                            "given as well override it; enables the control API (/api) on the web view and "
+                       help="models, streams, zones, sinks, recording and the web view from this YAML or JSON "
+                            "file; flags given as well override it; enables the control API (/api) on the web view and "
                             "SIGHUP to re-read it")
     group.add_argument("--config-writeback", action="store_true",
                        help="write each change made through the control API to the --config file (atomically), "
