@@ -5,7 +5,7 @@
     python export/export_onnx.py --onnx-in mb2-ssd-lite.onnx --classes labels.txt --output ssd.onnx
 
 The codebase and network of a checkpoint are recognised from its keys and shapes (importers/: torchvision,
-pytorch-ssd, ssd.pytorch, MMDetection, NVIDIA's SSD, UltraFace; docs/checkpoints.md); ``--arch`` names a
+pytorch-ssd, ssd.pytorch, lufficc/SSD, MMDetection, NVIDIA's SSD, UltraFace; docs/checkpoints.md); ``--arch`` names a
 network only where they cannot tell, ``--preset`` a codebase's named configuration, ``--config`` its training
 config (read as data). The network is exported up to its raw head outputs (``bbox_regression`` offsets and
 ``cls_logits``);
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="a codebase's named configuration where the checkpoint cannot tell it "
                                     "(ssd.pytorch: voc | coco; docs/checkpoints.md)")
     p.add_argument("--config", type=Path, help="the codebase's own training config file, read as data "
-                                               "(MMDetection's Python config; never executed)")
+                                               "(MMDetection's Python config, never executed; lufficc/SSD's YAML)")
     p.add_argument("--num-classes", type=int, help="outputs incl. background (default: from --classes or "
                                                    "the checkpoint)")
     p.add_argument("--classes", type=Path, help="class names, one per line, background excluded "
