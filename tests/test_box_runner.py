@@ -72,28 +72,27 @@ def same(record: List[Dict[str, Any]], detections) -> bool:
                for r, label, score, box_ in zip(record, detections.labels, detections.scores, detections.boxes))
 
 
-def own_detections(video: Path, paths: Dict[str, Path], threshold: float) -> Dict[str, List[Any]]:
-    """Each model's detections of every frame of ``video`` (identical frames detected once)."""
-    from runtimes.loader import load_detector
+class OwnDetections:
+    """A model's own detections of a video's frames (by index), each distinct frame detected once, on demand."""
 
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(image)
-    found: Dict[str, List[Any]] = {}
-    for name, path in paths.items():
-        detector = load_detector(str(path), score_threshold=threshold)
-        seen: Dict[bytes, Any] = {}
-        for frame in frames:
-            key = frame.tobytes()
-            if key not in seen:
-                seen[key] = detector(frame)
-        found[name] = [seen[frame.tobytes()] for frame in frames]
-        detector.close()
-    return found
+    def __init__(self, model: Path, video: Path, threshold: float) -> None:
+        from runtimes.loader import load_detector
+
+        capture = cv2.VideoCapture(str(video))
+        self.frames = []
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            self.frames.append(image)
+        self.detector = load_detector(str(model), score_threshold=threshold)
+        self.seen: Dict[bytes, Any] = {}
+
+    def __call__(self, index: int):
+        key = self.frames[index].tobytes()
+        if key not in self.seen:
+            self.seen[key] = self.detector(self.frames[index])
+        return self.seen[key]
 
 
 def other_classes_model(ir: Path, folder: Path) -> Path:
@@ -167,13 +166,13 @@ def test_a_running_box_takes_streams_zones_and_a_model_without_stalling(tmp_path
 
     s2 = records(tmp_path / "out" / "s2.jsonl")
     assert [r["frame"] for r in s2] == list(range(240)) and longest_gap(s2) <= 1.0  # no frame lost in the swap
-    own = own_detections(filed, {"fp32": demo_irs["fp32"], "int8": demo_irs["int8"]}, threshold)
-    fp32 = [same(r["detections"], own["fp32"][r["frame"]]) for r in s2]
-    int8 = [same(r["detections"], own["int8"][r["frame"]]) for r in s2]
-    assert all(a or b for a, b in zip(fp32, int8))
-    last_fp32 = max(i for i, (a, b) in enumerate(zip(fp32, int8)) if a and not b)
-    first_int8 = min(i for i, (a, b) in enumerate(zip(fp32, int8)) if b and not a)
-    assert last_fp32 < first_int8 and all(int8[first_int8:])  # one cut: every record after it is INT8's
+    int8, fp32 = (OwnDetections(demo_irs[p], filed, threshold) for p in ("int8", "fp32"))
+    is_int8 = [same(r["detections"], int8(r["frame"])) for r in s2]
+    cut = max((i for i, ok in enumerate(is_int8) if not ok), default=-1) + 1  # from here on, INT8's records
+    assert 0 < cut < len(s2) and all(same(r["detections"], fp32(r["frame"])) for r in s2[:cut] if not
+                                     is_int8[r["frame"]])  # before it, each record is FP32's or both models'
+    int8.detector.close()
+    fp32.detector.close()
 
 
 def test_a_class_map_gives_the_new_models_detections_the_running_names():
