@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -306,12 +306,13 @@ class BoxHead(nn.Module):
 class LufficcSSD(nn.Module):
     """SSDDetector without its post-processing: ``images`` -> (bbox_regression, cls_logits)."""
 
-    def __init__(self, backbone: str, boxes: Sequence[int], num_classes: int) -> None:
+    def __init__(self, backbone: str, boxes: Sequence[int], num_classes: int, lite: Optional[bool] = None) -> None:
+        """``lite``: SSDLiteBoxPredictor (default: for the MobileNets, as lufficc's configs pair them)."""
         super().__init__()
         self.backbone: nn.Module = {"vgg300": lambda: VGG(300), "vgg512": lambda: VGG(512),
                                     "mobilenet_v2": MobileNetV2, "mobilenet_v3": MobileNetV3}[backbone]()
         self.box_head = BoxHead(BoxPredictor(OUT_CHANNELS[backbone], boxes, num_classes,
-                                             lite=backbone.startswith("mobilenet")))
+                                             backbone.startswith("mobilenet") if lite is None else lite))
 
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.box_head.predictor(self.backbone(images))

@@ -78,7 +78,7 @@ def head_boxes(state: StateDict) -> Tuple[List[int], int]:
         raise UserError(f"recognised a {CODEBASE} checkpoint, but {HEAD}{kind}.{level} has no weight; "
                         "is the checkpoint complete?")
 
-    levels = len({k.split(".")[3] for k in state if k.startswith(HEAD + "reg_headers.")})
+    levels = max(1, len({k.split(".")[3] for k in state if k.startswith(HEAD + "reg_headers.")}))
     boxes = [out_channels("reg_headers", i) // 4 for i in range(levels)]
     return boxes, out_channels("cls_headers", 0) // max(boxes[0], 1)
 
@@ -191,7 +191,8 @@ def build_model(state: StateDict, recognised: Recognised, options: ImportOptions
     size = int(config["INPUT"]["IMAGE_SIZE"])
     network = BACKBONES[backbone][1].format(size=size)
     what = f"a {CODEBASE} {network} checkpoint ({num_classes} classes with the background)"
-    network_module = LufficcSSD(backbone, boxes, num_classes)
+    lite = f"{HEAD}cls_headers.0.conv.3.weight" in state  # SSDLiteBoxPredictor, whatever the backbone
+    network_module = LufficcSSD(backbone, boxes, num_classes, lite)
     _check_feature_maps(network_module, config, origin)
     model = load_exact(network_module, state, what)
     anchors = priors(config)
