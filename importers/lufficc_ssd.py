@@ -133,7 +133,9 @@ def check_config(config: Dict[str, Any], origin: str, backbone: str, boxes: Sequ
         want = f"{vgg_size} (its VGG extras are SSD{vgg_size}'s)" if vgg_size else "a whole number of pixels"
         raise UserError(f"{origin}: INPUT.IMAGE_SIZE is {size!r}, expected {want}; fix the config")
     ratios = find(config, "MODEL.PRIORS.ASPECT_RATIOS")
-    expected = [2 + 2 * len(r) if isinstance(r, list) else None for r in ratios] if isinstance(ratios, list) else None
+    expected = [2 + 2 * len(r) if isinstance(r, list) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in r) else None
+        for r in ratios] if isinstance(ratios, list) else None
     per_cell = find(config, "MODEL.PRIORS.BOXES_PER_LOCATION")
     if expected != list(boxes) or per_cell != list(boxes):
         raise UserError(f"{origin}: MODEL.PRIORS.ASPECT_RATIOS {ratios!r} and BOXES_PER_LOCATION {per_cell!r} do not "
