@@ -93,10 +93,12 @@ def make_env() -> None:
 
 def check_env() -> None:
     """One line naming what is missing when this interpreter cannot run the cameras."""
+    import re
+
     import cv2
     import numpy
 
-    if "GStreamer:                   YES" not in cv2.getBuildInformation():
+    if not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
         raise UserError(f"OpenCV {cv2.__version__} here has no GStreamer: apt install python3-opencv "
                         f"gstreamer1.0-libav, then remove {ENV}")
     if int(numpy.__version__.split(".")[0]) >= 2:
