@@ -24,7 +24,7 @@ MAX_DEPTH = 8
 # ssd/config/defaults.py: what inference reads (the VGG SSD300 VOC configuration).
 DEFAULTS: Dict[str, Any] = {
     "MODEL": {"NUM_CLASSES": 21, "CENTER_VARIANCE": 0.1, "SIZE_VARIANCE": 0.2,
-              "BACKBONE": {"NAME": "vgg", "OUT_CHANNELS": [512, 1024, 512, 256, 256, 256]},
+              "BACKBONE": {"NAME": "vgg"},  # (OUT_CHANNELS: the network's, importers/lufficc_networks.py)
               "PRIORS": {"FEATURE_MAPS": [38, 19, 10, 5, 3, 1], "STRIDES": [8, 16, 32, 64, 100, 300],
                          "MIN_SIZES": [30, 60, 111, 162, 213, 264], "MAX_SIZES": [60, 111, 162, 213, 264, 315],
                          "ASPECT_RATIOS": [[2], [2, 3], [2, 3], [2, 3], [2], [2]],
@@ -41,7 +41,7 @@ _MOBILENET_320 = {"MODEL": {"BOX_HEAD": {"PREDICTOR": "SSDLiteBoxPredictor"}, "P
 
 
 def _vgg512(mins: List[float], maxs: List[float]) -> Dict[str, Any]:
-    return {"MODEL": {"BACKBONE": {"OUT_CHANNELS": [512, 1024, 512, 256, 256, 256, 256]}, "PRIORS": {
+    return {"MODEL": {"PRIORS": {
         "FEATURE_MAPS": [64, 32, 16, 8, 4, 2, 1], "STRIDES": [8, 16, 32, 64, 128, 256, 512], "MIN_SIZES": mins,
         "MAX_SIZES": maxs, "ASPECT_RATIOS": [[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]],
         "BOXES_PER_LOCATION": [4, 6, 6, 6, 6, 4, 4]}}, "INPUT": {"IMAGE_SIZE": 512}}
