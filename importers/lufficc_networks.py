@@ -36,7 +36,7 @@ def map_side(side: int, module: nn.Module) -> int:
     size formula; the layers here run in the order they are registered)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            k, s, p, d, ceil = m.kernel_size[0], m.stride[0], int(m.padding[0]), m.dilation[0], False  # type: ignore[index]
+            k, s, p, d, ceil = m.kernel_size[0], m.stride[0], int(m.padding[0]), m.dilation[0], False
         elif isinstance(m, nn.MaxPool2d):
             k, s, p, d, ceil = int(m.kernel_size), int(m.stride), int(m.padding), int(m.dilation), m.ceil_mode  # type: ignore[arg-type]
         else:
