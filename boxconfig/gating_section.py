@@ -34,8 +34,8 @@ def gating_problems(data: Dict[str, Any], label: str, defaults: Mapping[str, Any
         motion = stream.get("motion", {})
         values = {f.key: defaults[f.dest] for f in fields_of(MOTION)}
         for key, value in (motion.items() if isinstance(motion, dict) else ()):
-            if key not in values or key == "enabled" or not (_whole(value) or (key == "mask" and
-                                                                               isinstance(value, (str, type(None))))):
+            typed = isinstance(value, (str, type(None))) if key == "mask" else _whole(value)
+            if key not in values or key == "enabled" or not typed:
                 continue
             settings = dict(values, **{key: value})
             try:

@@ -53,8 +53,12 @@ def test_every_bad_value_one_line_with_its_key_path(tmp_path):
                          "post_seconds": "5"}
     data["streams"][0].update(interval=0, motion={"threshold": 300, "max_skip": 0})
     data["streams"][1]["motion"] = {"mask": "1,2 3,4"}
+    data["streams"].append({"name": "gate", "source": "1", "model": "shapes", "motion": {"mask": 5,
+                                                                                         "threshold": 2.5}})
     lines = problems(data, tmp_path)
     expected = ["box.yaml: recording.post_seconds: give a number (got '5')",
+                "box.yaml: streams[2].motion.mask: give text or null (got 5)",
+                "box.yaml: streams[2].motion.threshold: give a whole number (got 2.5)",
                 "box.yaml: streams[0].interval: below 1; ",
                 "box.yaml: streams[0].motion.threshold: not a grey-level difference; give 1 to 255 (got 300)",
                 "box.yaml: streams[0].motion.max_skip: below 1; ",
