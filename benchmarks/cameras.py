@@ -87,8 +87,12 @@ def make_env() -> None:
     except Exception:  # this interpreter has no openvino: pip's newest
         wheel = "openvino"
     print(f"making {ENV} (system Python with --system-site-packages, pip install {wheel})", flush=True)
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(ENV)], check=True)
-    subprocess.run([str(ENV / "bin" / "python"), "-m", "pip", "install", "-q", wheel], check=True)
+    for step in ([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(ENV)],
+                 [str(ENV / "bin" / "python"), "-m", "pip", "install", "-q", wheel]):
+        try:
+            subprocess.run(step, check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise UserError(f"making {ENV} failed ({' '.join(step)}: {exc}); remove it and run again") from None
 
 
 def check_env() -> None:
@@ -103,7 +107,10 @@ def check_env() -> None:
                         f"gstreamer1.0-libav, then remove {ENV}")
     if int(numpy.__version__.split(".")[0]) >= 2:
         raise UserError(f"numpy {numpy.__version__} in {ENV}: the device side runs numpy 1.x; remove {ENV}")
-    import openvino  # noqa: F401
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"{ENV} has no usable openvino ({exc}): remove it, and this script makes it again") from None
 
 
 # -- one run of the camera app -------------------------------------------------------------------------------
