@@ -207,10 +207,9 @@ class BoxRunner:
             group.detector.close()
         if self.json is not None:
             self.json.close()
-        summary = self.analytics.close() if self.analytics is not None else None
-        if self.recording is not None:  # (after the analytics: their last events' clips are finished)
+        if self.recording is not None:  # (before the sinks: the snapshots it writes now still reach MQTT)
             self.recording.close()
-        return summary
+        return self.analytics.close() if self.analytics is not None else None
 
     # -- what the control API changes (box/control_impl.py checks the request first) -----------------
 
