@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_camera_recording import FPS, GOP, MAKE_VIDEO, RawSubscriber, decoded
+from tests.test_camera_recording import FPS, GOP, MAKE_VIDEO, RawSubscriber
 
 ROOT = Path(__file__).resolve().parents[1]
+FRAMES = 44  # of the sequence's 80 (even: one in two is half); an object crosses the middle at frame 24
 SYSTEM_PACKAGES = "/usr/lib/python3/dist-packages"  # python3-gi
 # The app as `python apps/camera.py ARGS`, the system's packages after the environment's own.
 RUN_APP = ("import runpy, sys; sys.path.append({gi!r}); sys.argv = ['camera.py'] + sys.argv[1:]; "
@@ -48,8 +49,9 @@ def test_a_recorded_stream_and_a_gated_one_from_the_configuration(tmp_path, demo
         "models": {"demo": {"path": str(onnx_path)}},
         # (every frame, not realtime: the tap decodes a file as fast as it is read, so --realtime's pacing
         # would drop most of its frames as stale)
-        "streams": [{"name": "cam", "source": str(h264_video), "zones": middle},
-                    {"name": "half", "source": str(h264_video), "interval": 2, "record": False}],
+        "streams": [{"name": "cam", "source": str(h264_video), "zones": middle, "max_frames": FRAMES},
+                    {"name": "half", "source": str(h264_video), "interval": 2, "record": False,
+                     "max_frames": FRAMES}],
         "recording": {"dir": "clips", "pre_seconds": 0.5, "post_seconds": 0.5},
         "sinks": {"events_file": "events.jsonl", "mqtt": {"broker": f"127.0.0.1:{broker.port}/box"}},
         "outputs": {"headless": True, "json": "frames.jsonl"},
@@ -83,7 +85,7 @@ def test_a_recorded_stream_and_a_gated_one_from_the_configuration(tmp_path, demo
     lines = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
     half = [r["detected"] for r in lines if r["stream"] == "half"]
     cam = [r["detected"] for r in lines if r["stream"] == "cam"]
-    assert len(half) == len(cam) == len(decoded(h264_video))  # every frame of both
+    assert len(half) == len(cam) == FRAMES  # every frame of both
     assert all(a != b for a, b in zip(half, half[1:])) and half.count(False) == len(half) // 2, half  # one in two
     assert all(cam)
 
@@ -113,7 +115,7 @@ try:
 except ControlError as exc:
     out["refused"] = [exc.status, exc.message]
 out["added"] = control.add_stream({"name": "late", "source": cfg["video"], "zones": cfg["zones"],
-                                   "max_frames": 45})["name"]  # (a crossing at frame 24)
+                                   "max_frames": cfg["frames"]})["name"]
 worker.join(120)
 print(json.dumps(out))
 """
@@ -131,8 +133,8 @@ def test_a_stream_added_while_the_box_runs_is_recorded(tmp_path, demo_model, h26
     (tmp_path / "box.json").write_text(json.dumps(config))
     script = ADD_WHILE_RUNNING.replace("GI", repr(SYSTEM_PACKAGES)).replace("ROOT", repr(str(ROOT)))
     result = subprocess.run([sys.executable, "-c", script, json.dumps({
-        "config": str(tmp_path / "box.json"), "video": str(h264_video), "zones": middle})], cwd=tmp_path,
-        capture_output=True, text=True, timeout=120)
+        "config": str(tmp_path / "box.json"), "video": str(h264_video), "zones": middle, "frames": FRAMES})],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     if "streams are not recorded" in result.stdout:
         pytest.skip(f"no GStreamer for Python in {SYSTEM_PACKAGES} (apt install python3-gi gir1.2-gstreamer-1.0)")
