@@ -19,11 +19,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from benchmarks.camera_bound import FrameCosts
-
-
-def process_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+from benchmarks.decode_scaling import cpu_seconds as process_cpu
 
 
 def decode_cost(location: str, codec: str, size: Tuple[int, int], frames: int,
