@@ -20,6 +20,7 @@ from tests.test_camera_recording import FPS, GOP, MAKE_VIDEO, RawSubscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 44  # of the sequence's 80 (even: one in two is half); an object crosses the middle at frame 24
+MIDDLE = {"coordinates": "normalized", "lines": [{"name": "middle", "points": [[0.5, 0], [0.5, 1]]}]}
 SYSTEM_PACKAGES = "/usr/lib/python3/dist-packages"  # python3-gi
 # The app as `python apps/camera.py ARGS`, the system's packages after the environment's own.
 RUN_APP = ("import runpy, sys; sys.path.append({gi!r}); sys.argv = ['camera.py'] + sys.argv[1:]; "
@@ -43,13 +44,12 @@ def test_a_recorded_stream_and_a_gated_one_from_the_configuration(tmp_path, demo
     from tests.test_event_sinks import Broker
 
     _, onnx_path, _ = demo_model
-    middle = {"coordinates": "normalized", "lines": [{"name": "middle", "points": [[0.5, 0], [0.5, 1]]}]}
     broker = Broker(tmp_path)
     config = {
         "models": {"demo": {"path": str(onnx_path)}},
         # (every frame, not realtime: the tap decodes a file as fast as it is read, so --realtime's pacing
         # would drop most of its frames as stale)
-        "streams": [{"name": "cam", "source": str(h264_video), "zones": middle, "max_frames": FRAMES},
+        "streams": [{"name": "cam", "source": str(h264_video), "zones": MIDDLE, "max_frames": FRAMES},
                     {"name": "half", "source": str(h264_video), "interval": 2, "record": False,
                      "max_frames": FRAMES}],
         "recording": {"dir": "clips", "pre_seconds": 0.5, "post_seconds": 0.5},
@@ -123,7 +123,6 @@ print(json.dumps(out))
 
 def test_a_stream_added_while_the_box_runs_is_recorded(tmp_path, demo_model, h264_video):
     _, onnx_path, _ = demo_model
-    middle = {"coordinates": "normalized", "lines": [{"name": "middle", "points": [[0.5, 0], [0.5, 1]]}]}
     config = {"models": {"demo": {"path": str(onnx_path)}},
               # (paced by the file's rate, unrecorded: the box runs on while streams are added)
               "streams": [{"name": "first", "source": str(h264_video), "realtime": True, "record": False,
@@ -133,7 +132,7 @@ def test_a_stream_added_while_the_box_runs_is_recorded(tmp_path, demo_model, h26
     (tmp_path / "box.json").write_text(json.dumps(config))
     script = ADD_WHILE_RUNNING.replace("GI", repr(SYSTEM_PACKAGES)).replace("ROOT", repr(str(ROOT)))
     result = subprocess.run([sys.executable, "-c", script, json.dumps({
-        "config": str(tmp_path / "box.json"), "video": str(h264_video), "zones": middle, "frames": FRAMES})],
+        "config": str(tmp_path / "box.json"), "video": str(h264_video), "zones": MIDDLE, "frames": FRAMES})],
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     if "streams are not recorded" in result.stdout:
