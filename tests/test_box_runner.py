@@ -227,3 +227,49 @@ def test_a_reload_adds_a_stream_and_gives_the_others_the_new_top_level_zones(tmp
         stop.set()
         worker.join(30)
     assert not worker.is_alive()
+
+
+def small_validation_set(demo_data: Path, folder: Path, count: int = 8) -> Path:
+    """The first ``count`` images of the demo data set's test split, as a VOC folder of their own."""
+    import shutil
+
+    source = demo_data / "VOCdevkit" / "VOC2007"
+    year = folder / "VOCdevkit" / "VOC2007"
+    ids = (source / "ImageSets/Main/test.txt").read_text().split()[:count]
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (year / sub).mkdir(parents=True)
+    for image_id in ids:
+        shutil.copy(source / "JPEGImages" / f"{image_id}.jpg", year / "JPEGImages")
+        shutil.copy(source / "Annotations" / f"{image_id}.xml", year / "Annotations")
+    (year / "ImageSets/Main/test.txt").write_text("\n".join(ids) + "\n")
+    return folder
+
+
+def test_a_swap_is_refused_when_its_map_drops_more_than_allowed(tmp_path, demo_data, demo_irs, sequences):
+    from box.control import ControlError
+    from box.control_impl import BoxController
+
+    validation = str(small_validation_set(demo_data, tmp_path / "val"))
+    live = sequence_video(sequences[0], tmp_path / "live.avi")
+    runner, defaults = box({"models": {"m": {"path": str(demo_irs["fp32"])}},
+                            "streams": [{"name": "s1", "source": str(live), "realtime": True}],
+                            "outputs": {"headless": True}}, tmp_path)
+    control = BoxController(runner, defaults)
+    stop = threading.Event()
+    runner.open(stop)
+    worker = threading.Thread(target=runner.run, args=(stop,))
+    worker.start()
+    try:
+        # The same weights keeping only detections above 0.95: far fewer found, a lower mAP.
+        with pytest.raises(ControlError) as refused:
+            control.swap_model("m", {"path": str(demo_irs["fp32"]), "score_threshold": 0.95,
+                                     "validation": validation, "max_map_drop": 0.01})
+        assert refused.value.status == 422 and "max_map_drop" in refused.value.message
+        assert runner.groups["m"].detector.score_threshold < 0.95  # the old model runs on
+        running = runner.statuses()["s1"]["frames"]
+        while runner.statuses()["s1"]["frames"] <= running:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
