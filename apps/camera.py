@@ -259,4 +259,6 @@ def run_from_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    from streams.capture import exit_past_stuck_sources
+
+    exit_past_stuck_sources(run_cli(main))

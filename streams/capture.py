@@ -20,6 +20,8 @@ blocks the app: :meth:`StreamCapture.close` waits a bounded time and leaves such
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ from streams.sources import (
     parse_source,
     plan_source,
 )
+
+THREAD_PREFIX = "capture-"  # the grab threads' names
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ class StreamCapture:
         self._slot: Optional[Frame] = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{THREAD_PREFIX}{self.name}", daemon=True)
         self._start: Optional[float] = None  # when the stream first opened: frame timestamps count from here
         self._last_frame = 0.0
         self._next_index = 0  # the stream's number for the next reader's first frame
@@ -246,6 +250,7 @@ class StreamCapture:
         stop), False when a live source failed or gave up waiting for a frame."""
         assert self._start is not None
         last = -1
+        counted_lost = 0
         while not self._stop.is_set():
             started = time.perf_counter()
             got = reader.read()
@@ -253,6 +258,9 @@ class StreamCapture:
                 break
             if got[0] > last + 1:  # a realtime file skipped the frames it was late for
                 self.dropped += got[0] - last - 1
+            lost = getattr(reader, "lost", 0)  # and those it was too late for to decode
+            self.dropped += lost - counted_lost
+            counted_lost = lost
             last, image = got
             now = time.monotonic()
             stream_time = getattr(reader, "time_s", None)
@@ -326,3 +334,16 @@ class StreamCapture:
         if self._thread.is_alive():
             self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+def exit_past_stuck_sources(code: int) -> None:
+    """End the process with ``code``. When a grab thread is still inside its source's call (left behind by
+    :meth:`StreamCapture.close`), the interpreter's shutdown would abort in OpenCV's GStreamer backend
+    ("terminate called without an active exception", exit 134) after a run whose outputs are all written:
+    then stdout and stderr are flushed and the process ends at once."""
+    stuck = [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()]
+    if stuck:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -203,9 +203,17 @@ def _open_capture(spec: SourceSpec, timeout_s: float):
     raise UserError(f"cannot open --source {spec.text}; tried: " + "; ".join(tried))
 
 
+# A realtime file late by more than this skips frames by decoding them only up to it, then moves its clock on:
+# a box that decodes slower than the file's rate fell ever further behind catching up (each catch-up took longer
+# than the frames it skipped; 16 1080p files got 6 frames each in 12 s), where a live camera behind a slow
+# decoder loses those frames and goes on with the newest.
+CATCH_UP_S = 0.25
+
+
 class VideoReader(FrameReader):
     """A camera, stream, pipeline or video file through OpenCV. A file is read every frame in order, or with
-    ``realtime`` at the file's rate (frames it is late for skipped, numbers counting them)."""
+    ``realtime`` at the file's rate (frames it is late for skipped, numbers counting them; beyond
+    :data:`CATCH_UP_S` late, its clock moves on and ``lost`` counts the frames)."""
 
     def __init__(self, spec: SourceSpec, realtime: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         import cv2
@@ -216,6 +224,7 @@ class VideoReader(FrameReader):
         self.realtime = realtime and not spec.live
         self.index = -1
         self.start: Optional[float] = None  # a realtime file's frame k is due at start + k / fps
+        self.lost = 0  # frames a realtime file was too late for to decode (its clock moved on instead)
 
     def start_clock(self, at: float) -> None:
         """Count a realtime file's frames as due from ``at`` (a time.monotonic() instant) instead of its
@@ -230,6 +239,11 @@ class VideoReader(FrameReader):
             if early > 0:
                 time.sleep(early)  # the next frame is not due yet: the file's pace, like a camera's
             due = int((time.monotonic() - self.start) * self.fps)
+            latest = self.index + 1 + max(1, int(CATCH_UP_S * self.fps))
+            if due > latest:  # too late to catch up by decoding: the clock moves on, those frames are lost
+                self.start += (due - latest) / self.fps
+                self.lost += due - latest
+                due = latest
             while self.index + 1 < due:  # drop frames we are late for
                 if not self.cap.grab():
                     return None
