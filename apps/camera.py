@@ -111,9 +111,9 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
     finally:
         if view is not None:
             view.close()
-        analytics_summary = analytics.close() if analytics is not None else None
-        if recording is not None:
+        if recording is not None:  # before the sinks: the snapshots it writes now still reach MQTT
             recording.close()
+        analytics_summary = analytics.close() if analytics is not None else None
         detector.close()
     if analytics_summary is not None:
         summary["analytics"] = analytics_summary
