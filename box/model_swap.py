@@ -106,10 +106,8 @@ def relabelling(name: str, old: Sequence[str], new: Sequence[str], class_map: Op
 class _Relabelled:
     """A detector whose detections carry the running model's class names (for the mAP comparison)."""
 
-    def __init__(self, detector: Any, relabel: Optional[Relabel]) -> None:
-        self.detector, self.relabel = detector, relabel
-        self.class_names = detector.class_names if relabel is None else relabel(Detections.empty(
-            detector.class_names)).class_names
+    def __init__(self, detector: Any, relabel: Optional[Relabel], class_names: Sequence[str]) -> None:
+        self.detector, self.relabel, self.class_names = detector, relabel, list(class_names)
 
     def __call__(self, image: np.ndarray) -> Detections:
         found = self.detector(image)
@@ -129,7 +127,8 @@ def check_accuracy(name: str, reference: Any, new: Any, relabel: Optional[Relabe
     try:
         dataset = VOCDataset(checks.validation, split="test", class_names=reference.class_names[1:])
         before = evaluate_detector(reference, dataset, show_progress=False).map
-        after = evaluate_detector(_Relabelled(new, relabel), dataset, show_progress=False).map  # type: ignore[arg-type]
+        relabelled: Any = _Relabelled(new, relabel, reference.class_names)  # (a Detector to the evaluation)
+        after = evaluate_detector(relabelled, dataset, show_progress=False).map
     except UserError as exc:
         raise ControlError(422, f"model {name}: validation {checks.validation}: {exc}") from None
     figures = {"map_before": round(float(before), 4), "map_after": round(float(after), 4)}
