@@ -228,7 +228,8 @@ class MqttSink(Sink):
     """
 
     def __init__(self, host: str, port: int, topic: str, *, connect_timeout_s: float = 5.0, keepalive_s: int = 30,
-                 queue_size: int = 1000, client_id: str = "", on_undelivered: Optional[Undelivered] = None) -> None:
+                 queue_size: int = 1000, client_id: str = "", on_undelivered: Optional[Undelivered] = None,
+                 username: Optional[str] = None, password: Optional[str] = None) -> None:
         import socket
 
         try:
@@ -246,6 +247,8 @@ class MqttSink(Sink):
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         else:  # paho-mqtt 1.x (Debian 12 / Ubuntu 20.04's python3-paho-mqtt)
             client = mqtt.Client(client_id=client_id)
+        if username is not None:  # the box's configuration file gives them (mqtt.username, mqtt.password)
+            client.username_pw_set(username, password)
         client.max_queued_messages_set(queue_size)
         client.max_inflight_messages_set(100)
         client.reconnect_delay_set(min_delay=1, max_delay=30)

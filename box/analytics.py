@@ -44,7 +44,8 @@ class BoxAnalytics:
                 self.events_file = JsonLinesSink(Path(config.resolve(settings.events_file or DEFAULT_EVENTS_FILE)))
                 sinks.append(self.events_file)
             if settings.mqtt is not None:
-                mqtt = MqttSink(*parse_mqtt_address(settings.mqtt.broker), queue_size=settings.queue)
+                mqtt = MqttSink(*parse_mqtt_address(settings.mqtt.broker), queue_size=settings.queue,
+                                username=settings.mqtt.username, password=settings.mqtt.password)
                 sinks.append(mqtt)
                 if recording is not None:  # each snapshot's JPEG to TOPIC/STREAM/snapshot once written
                     recording.recording.on_snapshot(mqtt.publish_snapshot)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -48,7 +50,7 @@ def _wait_port(port: int, up: bool, timeout_s: float = 10.0) -> None:
 class Broker:
     """mosquitto on 127.0.0.1:port, with persistence so queued QoS 1 messages survive a restart."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, users: Optional[Dict[str, str]] = None) -> None:
         binary = next((b for b in (shutil.which(p) for p in MOSQUITTO_PATHS) if b), None)
         if binary is None:
             pytest.skip("the mosquitto broker is not installed (apt-get install -y mosquitto)")
@@ -56,7 +58,16 @@ class Broker:
         self.port = _free_port()
         self.config = folder / "mosquitto.conf"
         (folder / "db").mkdir()
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        access = "allow_anonymous true\n"
+        if users:  # only these users may connect (mosquitto_passwd writes the hashed file)
+            passwords = folder / "passwords"
+            passwords.write_text("")
+            for user, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+            # as root, mosquitto drops to its own user, who cannot read pytest's private folder: stay this user
+            access = (f"allow_anonymous false\npassword_file {passwords}\n"
+                      f"user {pwd.getpwuid(os.geteuid()).pw_name}\n")
+        self.config.write_text(f"listener {self.port} 127.0.0.1\n{access}persistence true\n"
                                f"persistence_location {folder / 'db'}/\nlog_dest stderr\n")
         self.process: Optional[subprocess.Popen] = None
         self.start()
@@ -377,3 +388,40 @@ def test_mqtt_events_unacknowledged_at_close_are_counted_and_kept_in_the_events_
     lines = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert sorted((x["event"] for x in lines), key=lambda e: e["seq"]) == sent
     assert {x["reason"] for x in lines} == {"no PUBACK from the broker before close"}
+
+
+def test_mqtt_sink_logs_in_with_the_configured_user(tmp_path):
+    """A broker that admits only a user (the box's mqtt.username / mqtt.password): the sink's events arrive."""
+    broker = Broker(tmp_path, users={"box": "s3cret"})
+    try:
+        import paho.mqtt.client as mqtt
+
+        received: List[str] = []
+        if hasattr(mqtt, "CallbackAPIVersion"):
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        else:
+            client = mqtt.Client()
+        client.username_pw_set("box", "s3cret")
+        subscribed = threading.Event()
+        client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.on_message = lambda _c, _u, message: received.append(message.topic)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        assert subscribed.wait(10)
+        refused = MqttSink("127.0.0.1", broker.port, "denied", username="box", password="wrong")
+        admitted = MqttSink("127.0.0.1", broker.port, "cams", username="box", password="s3cret")
+        analytics = _analytics(tmp_path / "events.jsonl", admitted, refused)
+        emitted = _play(analytics)
+        summary = analytics.close(timeout_s=3)
+        deadline = time.monotonic() + 10
+        while len(received) < len(emitted) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client.loop_stop()
+        assert len(received) == len(emitted) > 0 and {t.split("/")[0] for t in received} == {"cams"}  # none refused
+        assert summary["sinks"][admitted.name]["sent"] == len(emitted)
+        assert summary["sinks"][refused.name]["sent"] == 0
+    finally:
+        if broker.process is not None:
+            broker.process.kill()
+            broker.process.wait(10)
