@@ -34,6 +34,7 @@ sys.path.pop(1)
 from benchmarking import plan
 from benchmarking.measure import measure_in_child
 from benchmarking.report import check_output_folder, environment, markdown_table, write_outputs
+from importers.cli import add_import_arguments
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
 
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "ssd300_vgg16 / ssd512_vgg16); other codebases' checkpoints are recognised")
     p.add_argument("--num-classes", type=int, help="outputs incl. background (default: from the checkpoint)")
     p.add_argument("--classes", type=Path, help="class names file (default: VOC's 20 for 21 outputs)")
+    add_import_arguments(p)
     p.add_argument("--models", nargs="+", help="measure these model files or server URLs instead of building")
     runtimes = plan.benchmark_runtimes()
     p.add_argument("--runtimes", type=_csv_list(runtimes), default=runtimes,
@@ -104,7 +106,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = [_row_for_file(m) for m in args.models]
     else:
         options = plan.PlanOptions(args.runtimes, args.precisions, args.nms, args.checkpoint, args.arch,
-                                   args.num_classes, args.classes, args.calib_data, args.calib_images)
+                                   args.num_classes, args.classes, args.calib_data, args.calib_images,
+                                   input_size=args.input_size, preset=args.preset, config=args.config)
         rows = plan.plan_rows(options)
         plan.build_artifacts(rows, options, build_dir)
     frames_root = Path(__file__).resolve().parents[2] / "shared/data/voc-mini/VOCdevkit/VOC2007/JPEGImages"

@@ -23,12 +23,13 @@ class TorchDetector:
     """PyTorch eager on the same pre- and post-processing: the baseline row."""
 
     @staticmethod
-    def create(checkpoint: str, arch: Optional[str], class_names: List[str]):
+    def create(checkpoint: str, arch: Optional[str], class_names: List[str],
+               import_options: Optional[Dict[str, Any]] = None):
         import torch
 
         from runtimes.detector import Detector
 
-        net, meta = torch_model(Path(checkpoint), arch, class_names)
+        net, meta = torch_model(Path(checkpoint), arch, class_names, import_options)
 
         class _Torch(Detector):
             backend = "pytorch"
@@ -41,9 +42,11 @@ class TorchDetector:
         return _Torch(meta, checkpoint)
 
 
-def torch_model(checkpoint: Path, arch: Optional[str], class_names: List[str]):
+def torch_model(checkpoint: Path, arch: Optional[str], class_names: List[str],
+                import_options: Optional[Dict[str, Any]] = None):
     """(module: images -> raw outputs, metadata) of ``checkpoint``: torchvision's ``arch``, or, without one of
-    its names, the network its codebase's importer recognises (importers/registry.py), as exported."""
+    its names, the network its codebase's importer recognises (importers/registry.py) with ``import_options``
+    (input_size, preset, config: what the checkpoint cannot tell), as exported."""
     from export.architectures import ARCHITECTURES, RawHeadOutputs, describe
 
     if arch in ARCHITECTURES:
@@ -55,7 +58,11 @@ def torch_model(checkpoint: Path, arch: Optional[str], class_names: List[str]):
     from importers.base import ImportOptions
     from importers.registry import import_state_dict
 
-    imported = import_state_dict(load_state_dict(checkpoint), ImportOptions())  # as resolve_source exports it
+    given = dict(import_options or {})
+    config = given.get("config")
+    options = ImportOptions(arch, given.get("input_size"), given.get("preset"),
+                            Path(config) if config is not None else None)
+    imported = import_state_dict(load_state_dict(checkpoint), options)  # as resolve_source exports it
     return imported.module.eval(), imported.meta.replace(class_names=["__background__"] + list(class_names))
 
 
@@ -75,7 +82,7 @@ def measure_row(row: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        detector = TorchDetector.create(row["model"], row["arch"], row["class_names"])
+        detector = TorchDetector.create(row["model"], row["arch"], row["class_names"], row.get("import_options"))
     else:
         detector = load_detector(row["model"], row["runtime"])
     frames = [read_image(Path(p))[0] for p in settings["frames"]]

@@ -35,6 +35,9 @@ class PlanOptions:
     calib_data: Optional[Path] = None
     calib_images: int = 300
     models: Sequence[str] = field(default_factory=tuple)
+    input_size: Optional[int] = None  # what a checkpoint of another codebase cannot tell (importers/cli.py)
+    preset: Optional[str] = None
+    config: Optional[Path] = None
 
 
 def build_target(runtime: str) -> Optional[str]:
@@ -130,10 +133,13 @@ def _source(options: PlanOptions, output_dir: Path) -> Tuple[Any, Dict[str, Any]
     from export.demo_model import DEMO_ARCH, DEMO_CHECKPOINT
     from export.onnx_model import require_metadata
 
-    spec = SourceSpec(options.checkpoint, options.arch, options.num_classes, options.classes)
+    spec = SourceSpec(options.checkpoint, options.arch, options.num_classes, options.classes,
+                      input_size=options.input_size, preset=options.preset, config=options.config)
     resolved = resolve_source(spec, output_dir, dynamic_batch=False, log=_quiet)
     checkpoint, arch = (DEMO_CHECKPOINT, DEMO_ARCH) if spec.is_demo else (options.checkpoint, options.arch)
-    reference = {"model": str(checkpoint), "arch": arch,
+    importing = {"input_size": options.input_size, "preset": options.preset,
+                 "config": str(options.config) if options.config is not None else None}
+    reference = {"model": str(checkpoint), "arch": arch, "import_options": importing,
                  "class_names": require_metadata(resolved.onnx).class_names[1:]}
     return (spec if spec.is_demo else SourceSpec(onnx=resolved.onnx)), reference
 

@@ -27,6 +27,7 @@ from export import build_request as spec
 from export.build import build
 from export.tensorrt_build import INT8_ROUTES, parse_batch
 from export.triton_repo import TritonOptions
+from importers.cli import add_import_arguments
 from quantization.qdq_onnx import METHODS
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
@@ -58,6 +59,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--classes", type=Path, help="class names file (default: VOC's 20 for 21 outputs)")
     src.add_argument("--onnx", type=Path, help="an ONNX file exported by export/export_onnx.py instead")
     src.add_argument("--allow-pickle", action="store_true", help="allow pickle checkpoints (trusted files only)")
+    add_import_arguments(src)
 
 
 def _int8_arguments(p: argparse.ArgumentParser) -> None:
@@ -128,7 +130,7 @@ def request_from(args: argparse.Namespace, argv: Sequence[str]) -> spec.BuildReq
     except ValueError:
         raise UserError(f"--preferred-batch {args.preferred_batch}: give batch sizes as integers, e.g. 4,8") from None
     source = spec.SourceSpec(args.checkpoint, args.arch, args.num_classes, args.classes, args.onnx,
-                        args.engine or args.ir, args.allow_pickle)
+                             args.engine or args.ir, args.allow_pickle, args.input_size, args.preset, args.config)
     report = args.int8_report
     return spec.BuildRequest(
         source, args.target, "int8" if args.int8 else "fp16" if args.fp16 else "fp32",

@@ -43,8 +43,11 @@ def resolve_source(spec: SourceSpec, output_dir: Path, dynamic_batch: bool,
             "(pass --checkpoint or --onnx for your own)")
         return ModelSource(demo_onnx(dynamic_batch=dynamic_batch), "ssdlite320_shapes", "demo model", True)
     out = output_dir / f"{Path(spec.checkpoint).stem}.onnx"
+    from importers.base import ImportOptions
+
+    options = ImportOptions(spec.arch, spec.input_size, spec.preset, spec.config)
     export_checkpoint(spec.checkpoint, spec.arch, out, spec.num_classes, spec.classes,
-                      allow_pickle=spec.allow_pickle, dynamic_batch=dynamic_batch)
+                      allow_pickle=spec.allow_pickle, dynamic_batch=dynamic_batch, options=options)
     return ModelSource(out, out.stem, f"checkpoint {spec.checkpoint} ({spec.arch or 'recognised'})", False)
 
 

@@ -30,6 +30,9 @@ class SourceSpec:
     onnx: Optional[Path] = None
     built_model: Optional[Path] = None
     allow_pickle: bool = False
+    input_size: Optional[int] = None  # what a checkpoint of another codebase cannot tell (importers/cli.py)
+    preset: Optional[str] = None
+    config: Optional[Path] = None
 
     @property
     def is_demo(self) -> bool:

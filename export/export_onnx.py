@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.pop(1)
 
 from importers.base import ImportOptions
+from importers.cli import add_import_arguments, import_options
 from runtimes.class_names import read_class_names
 from runtimes.cli import run_cli
 from runtimes.errors import UserError
@@ -293,12 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--onnx-in", type=Path, help="adopt an existing pytorch-ssd style ONNX file instead")
     p.add_argument("--arch", help="the network, where the checkpoint's keys cannot tell: torchvision's "
                                   "ssd300_vgg16 | ssd512_vgg16 (default: recognised; docs/checkpoints.md)")
-    p.add_argument("--input-size", type=int, help="the square input size a codebase lets vary (jetson-inference's "
-                                                  "--resolution for pytorch-ssd's mb1-ssd; default 300)")
-    p.add_argument("--preset", help="a codebase's named configuration where the checkpoint cannot tell it "
-                                    "(ssd.pytorch: voc | coco; docs/checkpoints.md)")
-    p.add_argument("--config", type=Path, help="the codebase's own training config file, read as data "
-                                               "(MMDetection's Python config, never executed; lufficc/SSD's YAML)")
+    add_import_arguments(p)
     p.add_argument("--num-classes", type=int, help="outputs incl. background (default: from --classes or "
                                                    "the checkpoint)")
     p.add_argument("--classes", type=Path, help="class names, one per line, background excluded "
@@ -323,8 +319,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         meta = convert_foreign_onnx(args.onnx_in, args.output, args.classes, args.mean, args.std,
                                     arch=args.arch or "external-ssd", **thresholds)
     else:
-        options = ImportOptions(arch=args.arch, input_size=args.input_size, preset=args.preset,
-                                config=args.config)
+        options = import_options(args, args.arch)
         meta = export_checkpoint(args.checkpoint, args.arch, args.output, args.num_classes, args.classes,
                                  args.dynamic_batch, args.allow_pickle, args.opset, options, **thresholds)
     print(f"wrote {args.output}: {meta.arch}, input {meta.input_width}x{meta.input_height} {meta.channel_order}, "
