@@ -63,7 +63,7 @@ def from_args(args: argparse.Namespace, stream_names: List[str], class_names: Se
     Checks, each failing with one line: the zone file (polygons, stream and class names), the webhook URL
     (http or https), the MQTT broker (connected to now, so a wrong address fails at start, not silently later).
     """
-    from analytics.sinks import JsonLinesSink, MqttSink, Sink, WebhookSink, check_webhook_url, parse_mqtt_address
+    from analytics.sinks import check_webhook_url, open_sinks, parse_mqtt_address
     from analytics.zone_file import load_zone_file
 
     zones_path = getattr(args, "zones", None)
@@ -84,23 +84,9 @@ def from_args(args: argparse.Namespace, stream_names: List[str], class_names: Se
         check_webhook_url(args.webhook)
     mqtt_address = parse_mqtt_address(args.mqtt) if args.mqtt else None
 
-    sinks: List[Sink] = []
-    events_file: Optional[JsonLinesSink] = None
-    try:
-        if zones_path:
-            events_file = JsonLinesSink(events_path(args) or Path(DEFAULT_EVENTS_FILE))
-            sinks.append(events_file)
-        if mqtt_address is not None:
-            mqtt = MqttSink(*mqtt_address, queue_size=args.sink_queue)
-            sinks.append(mqtt)
-            if recording is not None:  # each snapshot's JPEG to TOPIC/STREAM/snapshot once written
-                recording.on_snapshot(mqtt.publish_snapshot)
-        if args.webhook:
-            sinks.append(WebhookSink(args.webhook, queue_size=args.sink_queue))
-    except BaseException:
-        for sink in sinks:
-            sink.close(0.5)
-        raise
+    sinks, events_file = open_sinks(events_path(args) or Path(DEFAULT_EVENTS_FILE) if zones_path else None,
+                                    mqtt_address, args.webhook, args.sink_queue,
+                                    recording.on_snapshot if recording is not None else None)
     analytics = Analytics(stream_names, class_names, zones, sinks, events_file, options,
                           counts_every_s=args.counts_every,
                           evidence=recording.stream if recording is not None else None)

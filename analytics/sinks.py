@@ -306,3 +306,30 @@ class MqttSink(Sink):
             self._pending.clear()
         for event in left:
             self._fail(event, "no PUBACK from the broker before close")
+
+
+def open_sinks(events: Optional[Path], mqtt: Optional[Tuple[str, int, str]], webhook: Optional[str], queue_size: int,
+               on_snapshot: Optional[Callable[[Callable[..., Any]], None]] = None, username: Optional[str] = None,
+               password: Optional[str] = None) -> Tuple[List[Sink], Optional[JsonLinesSink]]:
+    """(every sink, the events file among them): the events file at ``events``, MQTT at ``mqtt`` (host, port,
+    topic; ``on_snapshot`` is handed its snapshot publisher: each snapshot's JPEG to TOPIC/STREAM/snapshot),
+    the webhook, in that order; None: not made. All or none: when one cannot be made (a broker that does not
+    answer: UserError), those made are closed before the error goes on."""
+    sinks: List[Sink] = []
+    events_file: Optional[JsonLinesSink] = None
+    try:
+        if events is not None:
+            events_file = JsonLinesSink(events)
+            sinks.append(events_file)
+        if mqtt is not None:
+            mqtt_sink = MqttSink(*mqtt, queue_size=queue_size, username=username, password=password)
+            sinks.append(mqtt_sink)
+            if on_snapshot is not None:
+                on_snapshot(mqtt_sink.publish_snapshot)
+        if webhook:
+            sinks.append(WebhookSink(webhook, queue_size=queue_size))
+    except BaseException:
+        for sink in sinks:
+            sink.close(0.5)
+        raise
+    return sinks, events_file

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from analytics.cli import DEFAULT_EVENTS_FILE
 from analytics.pipeline import Analytics
-from analytics.sinks import JsonLinesSink, MqttSink, Sink, WebhookSink, parse_mqtt_address
+from analytics.sinks import open_sinks, parse_mqtt_address
 from analytics.zone_file import StreamZones
 from boxconfig.config import BoxConfig, TrackingConfig
 
@@ -35,29 +35,17 @@ class BoxAnalytics:
         """``recording`` (box/recording.py BoxRecording, or None): the recorded streams' events get their clip
         and snapshot before the sinks, and MQTT publishes each snapshot (as the flags' analytics/cli.py)."""
         self.recording = recording
-        sinks: List[Sink] = []
-        self.events_file: Optional[JsonLinesSink] = None
         settings = config.sinks
         zoned = config.zones is not None or any(s.zones is not None for s in config.streams)
-        try:
-            if settings.events_file or zoned:
-                self.events_file = JsonLinesSink(Path(config.resolve(settings.events_file or DEFAULT_EVENTS_FILE)))
-                sinks.append(self.events_file)
-            if settings.mqtt is not None:
-                mqtt = MqttSink(*parse_mqtt_address(settings.mqtt.broker), queue_size=settings.queue,
-                                username=settings.mqtt.username, password=settings.mqtt.password)
-                sinks.append(mqtt)
-                if recording is not None:  # each snapshot's JPEG to TOPIC/STREAM/snapshot once written
-                    recording.recording.on_snapshot(mqtt.publish_snapshot)
-            if settings.webhook:
-                sinks.append(WebhookSink(settings.webhook, queue_size=settings.queue))
-        except BaseException:
-            for sink in sinks:
-                sink.close(0.5)
-            raise
-        self.sinks = sinks
+        mqtt = settings.mqtt
+        events = Path(config.resolve(settings.events_file or DEFAULT_EVENTS_FILE))
+        self.sinks, self.events_file = open_sinks(
+            events if settings.events_file or zoned else None,
+            parse_mqtt_address(mqtt.broker) if mqtt is not None else None, settings.webhook, settings.queue,
+            recording.recording.on_snapshot if recording is not None else None,
+            mqtt.username if mqtt is not None else None, mqtt.password if mqtt is not None else None)
         self.counts_every_s = settings.counts_every_s
-        self._owner = Analytics([], [], None, sinks, self.events_file, counts_every_s=self.counts_every_s)
+        self._owner = Analytics([], [], None, self.sinks, self.events_file, counts_every_s=self.counts_every_s)
         self._streams: Dict[str, Analytics] = {}
         self._ended: Dict[str, Dict[str, Any]] = {}  # the counts of streams removed
         self._lock = threading.Lock()
