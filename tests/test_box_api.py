@@ -253,11 +253,11 @@ def test_a_restart_from_the_written_file_comes_back_the_same_and_reloads(box, tm
 
         config.write_text(config.read_text().replace("  model: shapes\n", "  model: shapes\n  score_threshold: 0.5\n"))
         again.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while again.streams()["yard"]["score_threshold"] != 0.5:
+        deadline = time.monotonic() + 30  # the line is logged once the reload has returned, so wait for it first
+        while not any(line.startswith("SIGHUP: reloaded") for line in again.lines):
             assert time.monotonic() < deadline, "".join(again.lines[-10:])
             time.sleep(0.1)
-        assert any(line.startswith("SIGHUP: reloaded") for line in again.lines)
+        assert again.streams()["yard"]["score_threshold"] == 0.5
         assert again.call("POST", "/api/reload") == (200, {"changes": "no change", "restart_needed": []})
 
         config.write_text(config.read_text().replace("score_threshold: 0.5", "score_threshold: lots"))
