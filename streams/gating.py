@@ -124,7 +124,7 @@ class FrameGate:
     def __init__(self, interval: int, offset: int = 0, motion: Optional[MotionOptions] = None) -> None:
         self.interval, self.offset = interval, offset
         self.taken = 0  # frames of the stream checked so far
-        self.motion = MotionGate(motion) if motion is not None else None
+        self.motion = MotionGate(motion, offset) if motion is not None else None
 
     def check(self, frame: Frame) -> Decision:
         position, self.taken = self.taken, self.taken + 1

@@ -91,8 +91,11 @@ class MotionResult:
 class MotionGate:
     """One stream's motion test; :meth:`check` once per frame, in order."""
 
-    def __init__(self, options: MotionOptions) -> None:
+    def __init__(self, options: MotionOptions, offset: int = 0) -> None:
+        """``offset``: the stream's position; streams' detections forced by ``max_skip`` fall on different frames
+        (their first frames, all detected, would otherwise align them for as long as nothing moves)."""
         self.options = options
+        self._stagger = offset % options.max_skip
         self._average: Optional[np.ndarray] = None
         self._keep: Optional[np.ndarray] = None  # uint8 small-frame mask: 1 where motion counts
         self._frame_size: Optional[Tuple[int, int]] = None
@@ -129,7 +132,7 @@ class MotionGate:
         self._since_detection += 1
         detect = motion or self._since_detection >= self.options.max_skip
         if detect:
-            self._since_detection = 0
+            self._since_detection, self._stagger = self._stagger, 0
         return MotionResult(detect, moving, boxes, fraction)
 
     def _start(self, size: Tuple[int, int]) -> None:
