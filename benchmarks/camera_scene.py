@@ -1,6 +1,11 @@
 """The simulated cameras of benchmarks/cameras.py: a 1080p25 H.264 or H.265 file of a still scene where an object
 moves about 20% of the time, and a local RTSP server that plays such files as cameras do.
 
+Cameras are independent: :data:`PHASES` variants of the file, camera k playing variant k mod PHASES, each with
+its motion one second later in the period and its key frames ten frames later than the variant before. With one
+file, every camera would move and send a key frame at the same instant, and the box would see the detector's and
+the decoder's peaks of all cameras at once, which real cameras do not send it.
+
 Runs where OpenCV has GStreamer and PyGObject has GstRtspServer (the system Python, or a venv made from it with
 ``--system-site-packages``).
 """
@@ -17,26 +22,29 @@ FULL_HD = (1920, 1080)
 FPS = 25
 PERIOD_S = 5.0  # the object moves for MOVING_S of every PERIOD_S, then stands still: motion 20% of the time
 MOVING_S = 1.0
+PHASES = 5  # variants: the motion one second apart (one PERIOD_S), the key frames KEY_SHIFT frames apart
+KEY_SHIFT = 10  # a cut to the scene after KEY_SHIFT x phase grey frames (within the benchmark's warm-up)
 ENCODERS = {  # codec -> encoder and parser; a key frame every 2 s, 4 Mb/s: a common 1080p camera setting
     "h264": "x264enc speed-preset=veryfast key-int-max=50 bitrate=4000 ! h264parse",
     "h265": "x265enc speed-preset=veryfast key-int-max=50 bitrate=4000 ! h265parse",
 }
 
 
-def object_x(frame: int, fps: int = FPS) -> int:
-    """The moving object's left edge in frame ``frame``: it crosses 800 px in the first MOVING_S of each
-    PERIOD_S, alternately right and left, and stands still the rest of the period."""
+def object_x(frame: int, fps: int = FPS, phase: int = 0) -> int:
+    """The moving object's left edge in frame ``frame``: it crosses 800 px in MOVING_S of each PERIOD_S,
+    alternately right and left, ``phase`` seconds into the period, and stands still the rest of it."""
     period, moving = int(PERIOD_S * fps), int(MOVING_S * fps)
-    cycle, at = divmod(frame, period)
+    cycle, at = divmod(frame - phase * fps, period)
     progress = min(at, moving) / moving
     start, end = (400, 1200) if cycle % 2 == 0 else (1200, 400)
     return int(round(start + (end - start) * progress))
 
 
-def scene(frames: int, seed: int = 0) -> Iterator[np.ndarray]:
+def scene(frames: int, seed: int = 0, phase: int = 0) -> Iterator[np.ndarray]:
     """``frames`` (1080, 1920, 3) uint8 BGR frames: a blocky textured background with sensor noise (4 noise
     fields in turn, so the encoder sees noise like a camera's), an orange ellipse (one of the demo model's
-    classes) moving as :func:`object_x` says."""
+    classes) moving as :func:`object_x` says; variant ``phase`` starts with KEY_SHIFT x ``phase`` grey
+    frames, whose cut to the scene the encoder makes a key frame, the key frames after it shifted with it."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -44,9 +52,13 @@ def scene(frames: int, seed: int = 0) -> Iterator[np.ndarray]:
     blocks = rng.integers(70, 190, (height // 24 + 1, width // 24 + 1, 3)).astype(np.uint8)
     background = cv2.GaussianBlur(np.kron(blocks, np.ones((24, 24, 1), np.uint8))[:height, :width], (9, 9), 0)
     noise = [rng.integers(-3, 4, (height, width, 3)).astype(np.int16) for _ in range(4)]
+    grey = np.full((height, width, 3), 128, np.uint8)
     for t in range(frames):
+        if t < KEY_SHIFT * phase:
+            yield grey
+            continue
         frame = np.clip(background.astype(np.int16) + noise[t % 4], 0, 255).astype(np.uint8)
-        x = object_x(t)
+        x = object_x(t, FPS, phase)
         cv2.ellipse(frame, (x + 150, 560), (150, 100), 0, 0, 360, (0, 140, 255), -1)
         yield frame
 
@@ -56,8 +68,8 @@ def moving_fraction(frames: int, fps: int = FPS) -> float:
     return sum(object_x(t, fps) != object_x(t - 1, fps) for t in range(1, frames)) / max(frames - 1, 1)
 
 
-def make_video(path: Path, codec: str, seconds: float) -> Path:
-    """``path``: ``seconds`` of :func:`scene` at 1080p25 in ``codec`` (``h264``, ``h265``), MP4, written through
+def make_video(path: Path, codec: str, seconds: float, phase: int = 0) -> Path:
+    """``path``: ``seconds`` of :func:`scene` variant ``phase`` at 1080p25 in ``codec`` (``h264``, ``h265``), MP4, written through
     GStreamer (OpenCV's writer into appsrc) to a temporary name renamed into place; a video already there is
     kept. RuntimeError naming the codec when GStreamer cannot write it."""
     import cv2
@@ -71,7 +83,7 @@ def make_video(path: Path, codec: str, seconds: float) -> Path:
     if not writer.isOpened():
         raise RuntimeError(f"cannot encode {codec} with GStreamer here ({launch}): apt install "
                            "gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad python3-opencv")
-    for frame in scene(int(seconds * FPS)):
+    for frame in scene(int(seconds * FPS), phase=phase):
         writer.write(frame)
     writer.release()  # sends the end of stream: mp4mux writes its index
     if not partial.is_file() or partial.stat().st_size == 0:
@@ -98,7 +110,7 @@ def serve(videos: Dict[str, str]) -> None:
     server.set_address("127.0.0.1")
     server.set_service("0")
     for mount, path in videos.items():
-        codec = "h265" if mount.startswith("h265") else "h264"
+        codec = "h265" if mount.startswith("h265") else "h264"  # (mounts: CODEC or CODEC-pPHASE)
         factory = GstRtspServer.RTSPMediaFactory.new()  # not shared: each camera plays from its own start
         factory.set_launch(f"( filesrc location={path} ! qtdemux ! {codec}parse ! rtp{codec}pay name=pay0 pt=96 )")
         server.get_mount_points().add_factory(f"/{mount}", factory)

@@ -5,9 +5,11 @@ p95 latency <= 200 ms, beside the box's bound from per-frame costs measured in t
     python benchmarks/cameras.py [--codecs h264 h265] [--transports file rtsp] [--settings 1 2 4 motion]
                                  [--duration 10] [--model outputs/ssdlite320_shapes_int8.xml]
 
-Cameras: a 1080p25 MP4 (benchmarks/camera_scene.py: a still scene where an object moves 20% of the time,
-4 Mb/s) per codec, made once into .cache/camera-bench/; played as files at their rate (``--realtime``) or
-through GStreamer's RTSP server on 127.0.0.1 (a process of its own, every camera its own playback). Settings:
+Cameras: 1080p25 MP4s (benchmarks/camera_scene.py: a still scene where an object moves 20% of the time,
+4 Mb/s; five variants per codec, each with its motion and key frames at other times, camera k playing variant
+k mod 5, as independent cameras do) made once into .cache/camera-bench/; played as files at their rate
+(``--realtime``) or through GStreamer's RTSP server on 127.0.0.1 (a process of its own, every camera its own
+playback). Settings:
 ``--interval 1, 2, 4`` and ``--motion``; every run tracks (``--track``), so a frame the detector skips is
 still handled, by the tracker's prediction, and writes JSON lines (the figures are read from them).
 
@@ -328,17 +330,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         python = str(ENV / "bin" / "python")
         os.execv(python, [python, str(Path(__file__).resolve())] + list(sys.argv[1:] if argv is None else argv))
     check_env()
-    from benchmarks.camera_scene import FPS, make_video
+    from benchmarks.camera_scene import FPS, PHASES, make_video
 
     cores = os.cpu_count() or 1
     print(f"{cores} cores; {cpu_model()}; load average {os.getloadavg()}; model {args.model}", flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
-    videos = {}
+    videos = {}  # "h264-p0": its file, a variant per phase (camera k plays phase k mod PHASES)
     for codec in args.codecs:
-        path = WORK / f"scene-{codec}-{args.video_seconds:g}s.mp4"
-        if not path.is_file():
-            print(f"making {path} (once)", flush=True)
-        videos[codec] = make_video(path, codec, args.video_seconds)
+        for phase in range(PHASES):
+            path = WORK / f"scene-{codec}-{args.video_seconds:g}s{f'-p{phase}' if phase else ''}.mp4"
+            if not path.is_file():
+                print(f"making {path} (once)", flush=True)
+            videos[f"{codec}-p{phase}"] = make_video(path, codec, args.video_seconds, phase)
     server = port = None
     if "rtsp" in args.transports:
         server, port = start_server(videos)
@@ -349,15 +352,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         for codec in args.codecs:
             for transport in args.transports:
-                location = str(videos[codec]) if transport == "file" else f"rtsp://127.0.0.1:{port}/{codec}"
+                locations = [str(videos[f"{codec}-p{phase}"]) if transport == "file"
+                             else f"rtsp://127.0.0.1:{port}/{codec}-p{phase}" for phase in range(PHASES)]
                 frames = args.cost_frames if transport == "file" else min(args.cost_frames, 100)
-                bound = bounds[(codec, transport)] = measure_bound(location, codec, args.model, frames,
+                bound = bounds[(codec, transport)] = measure_bound(locations[0], codec, args.model, frames,
                                                                    args.app_seconds)
                 print(f"{codec} {transport}: {bound.plan}; decode {1000 * bound.decode:.2f} ms/frame, load "
                       f"{os.getloadavg()[0]:.1f}", flush=True)
                 for setting in args.settings:
                     results[(codec, transport, setting)] = search(
-                        args, Case(codec, transport, setting, location), bound.cameras(setting, cores, FPS),
+                        args, Case(codec, transport, setting, tuple(locations)), bound.cameras(setting, cores, FPS),
                         folder, server.pid if server is not None else None, began)
                 bound.measure_inference(args.model, args.app_seconds)
     finally:
@@ -371,12 +375,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 @dataclass(frozen=True)
 class Case:
-    """A codec, transport and setting; ``location`` the cameras' file or RTSP URL."""
+    """A codec, transport and setting; ``locations`` the file or RTSP URL of each phase of the scene."""
 
     codec: str
     transport: str
     setting: str
-    location: str
+    locations: Tuple[str, ...]
+
+    def sources(self, cameras: int) -> List[str]:
+        """The sources of ``cameras`` cameras: camera k plays phase k mod the phases."""
+        return [self.locations[k % len(self.locations)] for k in range(cameras)]
 
 
 def search(args: argparse.Namespace, case: Case, bound: float, folder: Path, server_pid: Optional[int],
@@ -387,7 +395,7 @@ def search(args: argparse.Namespace, case: Case, bound: float, folder: Path, ser
     runs: List[Run] = []
 
     def holds(n: int) -> Tuple[bool, int]:
-        cmd = app_command(args.model, [case.location] * n, case.setting, case.transport == "file",
+        cmd = app_command(args.model, case.sources(n), case.setting, case.transport == "file",
                           folder / f"run{time.monotonic_ns()}.jsonl")
         run = run_cameras(cmd, n, args.duration, args.warmup, FPS, server_pid)
         runs.append(run)
