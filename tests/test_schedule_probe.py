@@ -22,9 +22,11 @@ def test_candidates_and_ties_to_the_smaller_batch():
     assert candidates(8, 4, True, options) == [(b, d) for b in (1, 2, 4) for d in (2, 4)]  # nor the model's
     assert candidates(4, 1, False, options) == [(1, 2), (1, 4)]  # a static batch: its own
     measured = {(1, 2): 100.0, (1, 4): 101.0, (2, 4): 102.0, (4, 2): 150.0, (4, 4): 149.0}
-    assert choose(measured, 0.03) == (4, 2)  # best by far; (4, 4) ties it: fewer in flight
+    assert choose(measured, 0.03) == (4, 4)  # best by far but for (4, 4), which ties it: more in flight
     assert choose({(1, 4): 100.0, (4, 4): 102.0}, 0.03) == (1, 4)  # within the tie: the smaller batch
     assert choose({(1, 4): 100.0, (4, 4): 110.0}, 0.03) == (4, 4)
+    assert choose({(2, 2): 135.1, (2, 4): 138.6, (1, 4): 133.3}, 0.03) == (2, 4)  # (2, 2) ties, (1, 4) does not
+    assert choose({(2, 4): 309.5, (4, 2): 312.4, (4, 4): 317.2}, options.tie) == (4, 4)  # the default tie: 1%
 
 
 @pytest.fixture(scope="module")
