@@ -69,9 +69,9 @@ def moving_fraction(frames: int, fps: int = FPS) -> float:
 
 
 def make_video(path: Path, codec: str, seconds: float, phase: int = 0) -> Path:
-    """``path``: ``seconds`` of :func:`scene` variant ``phase`` at 1080p25 in ``codec`` (``h264``, ``h265``), MP4, written through
-    GStreamer (OpenCV's writer into appsrc) to a temporary name renamed into place; a video already there is
-    kept. RuntimeError naming the codec when GStreamer cannot write it."""
+    """``path``: ``seconds`` of :func:`scene` variant ``phase`` at 1080p25 in ``codec`` (``h264``, ``h265``), MP4,
+    written through GStreamer (OpenCV's writer into appsrc) to a temporary name renamed into place; a video
+    already there is kept. RuntimeError naming the codec when GStreamer cannot write it."""
     import cv2
 
     if path.is_file() and path.stat().st_size > 0:
