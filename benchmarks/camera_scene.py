@@ -22,7 +22,7 @@ FULL_HD = (1920, 1080)
 FPS = 25
 PERIOD_S = 5.0  # the object moves for MOVING_S of every PERIOD_S, then stands still: motion 20% of the time
 MOVING_S = 1.0
-PHASES = 5  # variants: the motion one second apart (one PERIOD_S), the key frames KEY_SHIFT frames apart
+PHASES = 5  # variants, their motion a second apart (the five span PERIOD_S), their key frames KEY_SHIFT apart
 KEY_SHIFT = 10  # a cut to the scene after KEY_SHIFT x phase grey frames (within the benchmark's warm-up)
 ENCODERS = {  # codec -> encoder and parser; a key frame every 2 s, 4 Mb/s: a common 1080p camera setting
     "h264": "x264enc speed-preset=veryfast key-int-max=50 bitrate=4000 ! h264parse",

@@ -16,7 +16,7 @@ from benchmarks.camera_bound import (
     largest_held,
     stream_result,
 )
-from benchmarks.camera_scene import FPS, moving_fraction
+from benchmarks.camera_scene import FPS, KEY_SHIFT, PHASES, moving_fraction, object_x
 
 COSTS = FrameCosts(decode=0.006, preprocess=0.0008, postprocess=0.0003, inference=0.009, track=0.0003,
                    predict=0.00005, gate=0.0002)
@@ -67,3 +67,11 @@ def test_the_search_finds_the_largest_n_held_from_either_side():
 
 def test_the_scene_moves_a_fifth_of_the_time():
     assert moving_fraction(30 * FPS) == pytest.approx(0.2, abs=0.01)
+
+
+def test_independent_cameras_move_one_at_a_time():
+    """The scene's variants (camera k plays k mod PHASES): past their grey starts, exactly one of them moves
+    in any frame, so N cameras send the motion gate's peak of one in five, not all at once."""
+    for t in range(KEY_SHIFT * PHASES + 1, 30 * FPS):
+        assert sum(object_x(t, FPS, p) != object_x(t - 1, FPS, p) for p in range(PHASES)) == 1, t
+
