@@ -75,7 +75,11 @@ def test_software_decoding_bounds_its_threads_and_says_why_no_hardware_was_used(
            "videoconvert ! video/x-raw,format=BGR" in plan.launch
     assert plan.reason.startswith("H.264 rtsp://cam/1: avdec_h264 (software, 3 threads; no hardware H.264 "
                                   "decoder here (nvv4l2decoder, vah264dec, vaapih264dec, qsvh264dec, msdkh264dec))")
-    one_pass = plan_decoding(DecodeRequest("/v.mp4", "h265", (300, 300)), SOFTWARE | {"videoconvertscale"})
+    both = plan_decoding(DecodeRequest("/v.mp4", "h265", (300, 300)), SOFTWARE | {"videoconvertscale"})
+    assert "avdec_h265 max-threads=2 ! videoscale add-borders=false ! video/x-raw,width=300,height=300 ! " \
+           "videoconvert ! video/x-raw,format=BGR ! appsink" in both.launch  # scaled in YUV, converted small
+    one_pass = plan_decoding(DecodeRequest("/v.mp4", "h265", (300, 300)),
+                             SOFTWARE - {"videoscale"} | {"videoconvertscale"})
     assert "avdec_h265 max-threads=2 ! videoconvertscale add-borders=false ! " \
            "video/x-raw,format=BGR,width=300,height=300 ! appsink" in one_pass.launch
     openh264 = plan_decoding(DecodeRequest("/v.mp4", "h264"), SOFTWARE - {"avdec_h264"} | {"openh264dec"})
