@@ -69,7 +69,7 @@ HARDWARE = (
 # Software decoders by preference, and whether each takes ``max-threads``.
 SOFTWARE = {"h264": (("avdec_h264", True), ("openh264dec", False)),
             "h265": (("avdec_h265", True), ("libde265dec", True))}
-SOFTWARE_SCALERS = ("videoscale", "videoconvertscale")  # by preference
+SOFTWARE_SCALERS = ("videoscale", "videoconvertscale")  # (_software_scale says which is taken)
 PARSERS = {"h264": ("rtph264depay", "h264parse"), "h265": ("rtph265depay", "h265parse")}
 ELEMENTS = frozenset({e for f in HARDWARE for _, e in f.decoders} | {f.scaler for f in HARDWARE}
                      | {e for d in SOFTWARE.values() for e, _ in d} | set(SOFTWARE_SCALERS)
