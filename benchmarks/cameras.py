@@ -19,13 +19,13 @@ frames that reached its output against the 25 a second its camera sent, and thei
 result). N is searched from the bound (benchmarks/camera_bound.largest_held): up by one while held; when not,
 down to the cameras its worst stream kept up with (N x handled / 95%), then up by one again.
 
-The bound, per codec and transport (benchmarks/camera_costs.py, benchmarks/camera_bound.py): the CPU time
-of decoding and scaling a frame, the motion test, pre- and post-processing, tracking, and a network call
-(benchmark_app's, measured before and after the codec's runs: the mean); a camera costs 25 x the mean CPU per
-frame each second, and bound N = cores / that: what the box would hold were its cores the app's alone. Each
-run also gives the cores the app kept busy, beside what the bound's costs predict for its N (more: the app's
-own overhead; less: other processes took the cores). The app needs OpenVINO and OpenCV with GStreamer in one
-process: this script runs itself in a venv made from the system Python (Debian's OpenCV 4.6 with GStreamer,
+The bound, per codec and transport (benchmarks/camera_costs.py, benchmarks/camera_bound.py): the CPU time of
+decoding and scaling a frame, the motion test, pre- and post-processing, tracking, and a network call
+(benchmark_app's); decoding and the call are measured before and after the codec's runs (the mean). A camera costs
+25 x the mean CPU per frame each second, and bound N = cores / that: what the box would hold were its cores the
+app's alone. Each run also gives the cores the app kept busy, beside what the bound's costs predict for its N (more:
+the app's own overhead; less: other processes took the cores). The app needs OpenVINO and OpenCV with GStreamer in
+one process: this script runs itself in a venv made from the system Python (Debian's OpenCV 4.6 with GStreamer,
 numpy 1.x) with ``--system-site-packages`` and pip's openvino (.cache/camera-venv, made when missing).
 """
 
@@ -232,19 +232,24 @@ def last_line(path: Path) -> str:
 
 @dataclass
 class Bound:
-    """Per-frame costs of one codec and transport; the motion test's cost and detected share."""
+    """Per-frame costs of one codec and transport: the host's steps and the motion test's cost and detected share
+    measured once; decoding and the network call measured before and after the codec's runs (the mean), as the
+    cores' speed drifts over a run of minutes."""
 
-    decode: float
     host: Dict[str, float]
     gate: float
     motion_share: float
-    inference: List[float] = field(default_factory=list)  # CPU s a call, measured before and after the runs
-    throughput: List[float] = field(default_factory=list)  # benchmark_app's images/s meanwhile
+    size: Tuple[int, int]  # the model's input: what the decode plan scales to
     plan: str = ""
+    decode: List[float] = field(default_factory=list)  # CPU s a frame decoded and scaled
+    inference: List[float] = field(default_factory=list)  # CPU s a call
+    throughput: List[float] = field(default_factory=list)  # benchmark_app's images/s meanwhile
 
-    def measure_inference(self, model: Path, seconds: float) -> None:
-        from benchmarks.camera_costs import inference_cost
+    def measure_again(self, location: str, codec: str, model: Path, frames: int, seconds: float) -> None:
+        """Decoding's and the network call's costs once more (after the runs)."""
+        from benchmarks.camera_costs import decode_cost, inference_cost
 
+        self.decode.append(decode_cost(location, codec, self.size, frames)[0])
         cpu, images_per_s = inference_cost(model, seconds)
         self.inference.append(cpu)
         self.throughput.append(images_per_s)
@@ -252,7 +257,7 @@ class Bound:
     def costs(self, setting: str) -> FrameCosts:
         from benchmarks.camera_costs import frame_costs
 
-        return frame_costs(self.decode, self.host, statistics.mean(self.inference),
+        return frame_costs(statistics.mean(self.decode), self.host, statistics.mean(self.inference),
                            self.gate if setting == "motion" else 0.0)
 
     def share(self, setting: str) -> float:
@@ -266,7 +271,7 @@ def measure_bound(location: str, codec: str, model: Path, frames: int, app_secon
     """The costs of ``frames`` frames of ``location`` through the camera's decode plan, and one inference
     measurement."""
     from apps.camera import build_parser, model_setup
-    from benchmarks.camera_costs import decode_cost, host_costs, motion_cost
+    from benchmarks.camera_costs import decode_cost, host_costs, inference_cost, motion_cost
     from streams.model_setup import load
 
     args = build_parser().parse_args(["--model", str(model), "--track", "--async-depth", "1"])
@@ -275,9 +280,8 @@ def measure_bound(location: str, codec: str, model: Path, frames: int, app_secon
         decode, decoded, plan = decode_cost(location, codec, size, frames)
         gate, share = motion_cost(decoded)
         host = host_costs(detector, decoded)
-    bound = Bound(decode, host, gate, share, plan=plan)
-    bound.measure_inference(model, app_seconds)
-    return bound
+    cpu, images_per_s = inference_cost(model, app_seconds)
+    return Bound(host, gate, share, size, plan, [decode], [cpu], [images_per_s])
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------
@@ -357,13 +361,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 frames = args.cost_frames if transport == "file" else min(args.cost_frames, 100)
                 bound = bounds[(codec, transport)] = measure_bound(locations[0], codec, args.model, frames,
                                                                    args.app_seconds)
-                print(f"{codec} {transport}: {bound.plan}; decode {1000 * bound.decode:.2f} ms/frame, load "
+                print(f"{codec} {transport}: {bound.plan}; decode {1000 * bound.decode[0]:.2f} ms/frame, load "
                       f"{os.getloadavg()[0]:.1f}", flush=True)
                 for setting in args.settings:
                     results[(codec, transport, setting)] = search(
                         args, Case(codec, transport, setting, tuple(locations)), bound.cameras(setting, cores, FPS),
                         folder, server.pid if server is not None else None, began)
-                bound.measure_inference(args.model, args.app_seconds)
+                bound.measure_again(locations[0], codec, args.model, frames, args.app_seconds)
     finally:
         if server is not None and server.stdin is not None:
             server.stdin.close()
@@ -421,14 +425,15 @@ def cpu_model() -> str:
 
 def report(args: argparse.Namespace, results: Dict[Tuple[str, str, str], Tuple[int, float, List[Run]]],
            bounds: Dict[Tuple[str, str], Bound], cores: int, fps: float) -> None:
-    print(f"\n## per-frame costs, CPU ms ({cores} cores; inference: CPU a call, and benchmark_app's images/s, "
-          "before / after the runs)\n")
+    print(f"\n## per-frame costs, CPU ms ({cores} cores; decoding, inference (CPU a call) and benchmark_app's "
+          "images/s before / after the runs)\n")
     print("| codec | transport | decode + scale | motion test (share detected) | pre | post | track | predict "
           "| inference | images/s | detections/frame |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (codec, transport), b in bounds.items():
         h = b.host
-        print(f"| {codec} | {transport} | {1000 * b.decode:.2f} | {1000 * b.gate:.2f} ({b.motion_share:.2f}) | "
+        print(f"| {codec} | {transport} | " + " / ".join(f"{1000 * v:.2f}" for v in b.decode)
+              + f" | {1000 * b.gate:.2f} ({b.motion_share:.2f}) | "
               f"{1000 * h['preprocess']:.2f} | {1000 * h['postprocess']:.2f} | {1000 * h['track']:.3f} | "
               f"{1000 * h['predict']:.3f} | " + " / ".join(f"{1000 * v:.2f}" for v in b.inference)
               + " | " + " / ".join(f"{v:.0f}" for v in b.throughput) + f" | {h['detections']:.1f} |")
