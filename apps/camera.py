@@ -64,7 +64,8 @@ def pipeline_options(args: argparse.Namespace, class_names: Sequence[str], log=p
     return PipelineOptions(
         batch_timeout_s=args.batch_timeout / 1000.0, classes=keep, show=show, output=args.output, json=args.json,
         capture=CaptureOptions(realtime=args.realtime, max_frames=args.max_frames, timeout_s=args.source_timeout,
-                               decode=True, reader_for=tap_readers(recording, args.source_timeout, log)
+                               max_wait_s=args.max_wait / 1000.0, decode=True,
+                               reader_for=tap_readers(recording, args.source_timeout, log)
                                if recording is not None else None),
         gating=gating(args))
 
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace, stop: threading.Event, log=print) -> Dict[str,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streams.capture import DEFAULT_MAX_WAIT_S
     from streams.motion import MotionOptions
     from streams.scores import CAMERA_SCORE_THRESHOLD
     from streams.sources import DEFAULT_TIMEOUT_S
@@ -141,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--source-timeout", type=float, default=DEFAULT_TIMEOUT_S,
                      help="seconds an HTTP/RTSP stream may deliver no frame (or take to open) before it is "
                           "reopened (default: %(default)s)")
+    src.add_argument("--max-wait", type=float, default=1000 * DEFAULT_MAX_WAIT_S,
+                     help="ms a camera's (or --realtime file's) frame may wait for the detector before it is "
+                          "dropped as stale (default: %(default)g; 0: only the newest frame waits, the least "
+                          "latency; more: fewer frames dropped in bursts, more latency)")
     sched = p.add_argument_group("inference")
     sched.add_argument("--batch-size", type=int, help="frames (of different streams) per network call, up to the "
                                                       "model's batch (default: 1 on a CPU runtime, else one per "
@@ -228,6 +234,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise UserError(f"--batch-timeout must be more than 0 ms, got {args.batch_timeout}")
     if not 0 < args.source_timeout < 3600:  # also NaN
         raise UserError(f"--source-timeout must be more than 0 and less than 3600 seconds, got {args.source_timeout}")
+    if not 0 <= args.max_wait <= 10000:  # also NaN
+        raise UserError(f"--max-wait must be 0 to 10000 ms, got {args.max_wait:g}")
     check_at_start(args)
     summary = run(args, stop_on_signals())
     print("summary: " + json.dumps(summary), flush=True)

@@ -58,7 +58,7 @@ def model_setup(model: ModelConfig, streams: Sequence[StreamConfig], base: BoxCo
 def capture_options(stream: StreamConfig, reader_for: Any = None) -> CaptureOptions:
     """``reader_for``: the recording's tap for a recorded stream (box/recording.py), else None."""
     return CaptureOptions(realtime=stream.realtime, max_frames=stream.max_frames, timeout_s=stream.source_timeout_s,
-                          decode=True, reader_for=reader_for)
+                          max_wait_s=stream.max_wait_ms / 1000.0, decode=True, reader_for=reader_for)
 
 
 class BoxRunner:

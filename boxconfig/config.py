@@ -59,6 +59,7 @@ class StreamConfig:
     realtime: bool
     max_frames: int
     source_timeout_s: float
+    max_wait_ms: float  # a live frame's wait for the detector before it is dropped as stale
     interval: int  # the detector sees every Nth frame (streams/gating.py)
     motion: MotionConfig
     record: bool  # recorded when the box records (recording.dir is set)

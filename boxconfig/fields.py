@@ -54,6 +54,7 @@ FIELDS: Tuple[Field, ...] = (
     Field(STREAM, "realtime", "realtime", {"type": "boolean"}),
     Field(STREAM, "max_frames", "max_frames", {"type": "integer", "minimum": 0}),
     Field(STREAM, "source_timeout_s", "source_timeout", {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}),
+    Field(STREAM, "max_wait_ms", "max_wait", {"type": "number", "minimum": 0, "maximum": 10000}),
     Field(TRACKING, "enabled", "track", {"type": "boolean"}),
     Field(TRACKING, "high_score", "track_high_score", _FRACTION),
     Field(TRACKING, "low_score", "track_low_score", _FRACTION),

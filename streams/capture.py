@@ -1,16 +1,19 @@
 """One capture layer per stream: a grab thread that opens the stream's source, reads it and offers the
-scheduler one :class:`~streams.frame.Frame` at a time in a slot; one retry policy and one dropped count.
+scheduler its :class:`~streams.frame.Frame` s, oldest first; one retry policy and one dropped count.
 
-Live sources (cameras, RTSP, HTTP, pipelines) offer their newest frame: a frame the scheduler has not taken
-when the next one arrives is stale, replaced and counted (``dropped``). Files and folders are read frame by
-frame and nothing is dropped: the grab thread waits while its frame is not taken. Files played ``realtime``
-are read like cameras: at their own pace, the newest frame offered (a stale one replaced and counted), the
-frames the reader itself is late for skipped (counted too, from the gaps in its frame numbers); they start
-their clocks at one instant, once every such stream has made its first attempt to open
-(:class:`StartTogether`), so none drops frames while the others open.
-Either way a stream holds at most one frame waiting: when the box cannot keep up, frames are dropped at the
-source, never queued, and the scheduler's rotation shares what it serves among the streams. A live source that cannot
-be opened, fails, or delivers no frame within ``timeout_s`` (its reader gives up then, streams/sources.py)
+Live sources (cameras, RTSP, HTTP, pipelines) keep the frames the scheduler has not taken yet for at most
+``max_wait_s`` (and as many as the source sends in that time): an older one is stale, dropped and counted
+(``dropped``). A frame is decoded before it waits, so a burst (a key frame, a moment of motion, a request
+that ran long) that the box catches up on within the wait costs no frame; with ``max_wait_s`` 0 only the
+newest frame waits, the least latency. Files and folders are read frame by frame and nothing is dropped: the
+grab thread waits while its frame is not taken. Files played ``realtime`` are read like cameras: at their own
+pace, waiting as a live frame does, the frames the reader itself is late for skipped (counted too, from the
+gaps in its frame numbers); they start their clocks at one instant, once every such stream has made its first
+attempt to open (:class:`StartTogether`), so none drops frames while the others open.
+Either way what a stream holds is bounded: when the box cannot keep up, frames are dropped at the source,
+never queued beyond the wait, and the scheduler's rotation shares what it serves among the streams. A live
+source that cannot be opened, fails, or delivers no frame within ``timeout_s`` (its reader gives up then,
+streams/sources.py)
 is opened again after :class:`RetryPolicy`'s wait, which doubles up to its maximum and starts over after a
 frame; the run goes on with the other streams meanwhile.
 
@@ -20,6 +23,8 @@ blocks the app: :meth:`StreamCapture.close` waits a bounded time and leaves such
 
 from __future__ import annotations
 
+import collections
+import math
 import os
 import sys
 import threading
@@ -44,6 +49,10 @@ from streams.sources import (
 )
 
 THREAD_PREFIX = "capture-"  # the grab threads' names
+# How long a live frame may wait for the scheduler. Dropping a decoded frame throws away the CPU that went into
+# decoding it (most of a 1080p camera's); 120 ms is 3 frames at 25 FPS, and keeps the p95 latency (capture to
+# result) inside the 200 ms that camera work allows (docs/multistream.md, "Frames waiting").
+DEFAULT_MAX_WAIT_S = 0.12
 
 
 @dataclass(frozen=True)
@@ -93,11 +102,13 @@ class StartTogether:
 @dataclass(frozen=True)
 class CaptureOptions:
     """How every stream is captured: ``realtime`` files at their own pace, at most ``max_frames`` frames a
-    stream (0: no limit), ``timeout_s`` without a frame before a live source is reopened, ``retry``."""
+    stream (0: no limit), ``timeout_s`` without a frame before a live source is reopened, ``retry``, and
+    ``max_wait_s`` a live (or realtime) frame may wait for the scheduler before it is dropped as stale."""
 
     realtime: bool = False
     max_frames: int = 0
     timeout_s: float = DEFAULT_TIMEOUT_S
+    max_wait_s: float = DEFAULT_MAX_WAIT_S
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Decoding plans (streams/decoding.py) for files and rtsp:// on a GStreamer OpenCV, frames scaled to
     # decode_size before Python (None: the full frame, for outputs that draw).
@@ -143,16 +154,16 @@ class StreamCapture:
         self.name, self.source, self.options, self.log, self.notify = stream.name, stream.source, options, log, notify
         self.live = self.source.live
         realtime_file = options.realtime and not self.live and self.source.folder is None  # (folders: no pace)
-        self.newest = self.live or realtime_file  # offers its newest frame (else every frame, in turn)
+        self.paced = self.live or realtime_file  # frames come at the source's pace and go stale (else: waits)
         self.state = "opening"
         self.error: Optional[str] = None
         self.description = self.source.text
         self.fps = 30.0  # the source's own frame rate once a file is open
         self.frames_read = 0
-        self.dropped = 0  # frames replaced before the scheduler took them, or a realtime file skipped
+        self.dropped = 0  # frames gone stale before the scheduler took them, or a realtime file skipped
         self.reopens = 0  # times a live source was opened again after it was lost
         self.attempted = threading.Event()  # set once the first attempt to open has succeeded or failed
-        self._slot: Optional[Frame] = None
+        self._waiting: "collections.deque[Frame]" = collections.deque()  # oldest first
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{THREAD_PREFIX}{self.name}", daemon=True)
@@ -281,18 +292,19 @@ class StreamCapture:
         return size if size is not None and size != (image.shape[1], image.shape[0]) else None
 
     def _offer(self, frame: Frame) -> bool:
-        """Put ``frame`` in the slot: a live (or realtime) frame replaces an untaken one, a file frame waits
-        for it to be taken. False when stopped."""
+        """Queue ``frame``: a paced stream drops its oldest frame beyond what ``max_wait_s`` holds at the
+        source's rate, a file waits for its frame to be taken. False when stopped."""
         with self._cond:
-            if self.newest:
-                if self._slot is not None:
+            if self.paced:
+                if len(self._waiting) >= max(1, math.ceil(self.options.max_wait_s * self.fps)):
+                    self._waiting.popleft()
                     self.dropped += 1
             else:
-                while self._slot is not None and not self._stop.is_set():
+                while self._waiting and not self._stop.is_set():
                     self._cond.wait(timeout=0.2)
                 if self._stop.is_set():
                     return False
-            self._slot = frame
+            self._waiting.append(frame)
             self._last_frame = frame.captured
         self.notify()
         return True
@@ -306,20 +318,26 @@ class StreamCapture:
     # -- the scheduler's side -------------------------------------------------------------------------
 
     def take(self) -> Optional[Frame]:
-        """The offered frame (None when there is none yet), which frees the slot for the next."""
+        """The oldest frame waiting (None when there is none yet); a paced stream's frames that waited longer
+        than ``max_wait_s`` are dropped first, its newest kept."""
         with self._cond:
-            frame, self._slot = self._slot, None
+            if self.paced:
+                stale = time.monotonic() - self.options.max_wait_s
+                while len(self._waiting) > 1 and self._waiting[0].captured < stale:
+                    self._waiting.popleft()
+                    self.dropped += 1
+            frame = self._waiting.popleft() if self._waiting else None
             self._cond.notify_all()
         return frame
 
     @property
     def has_frame(self) -> bool:
-        return self._slot is not None
+        return bool(self._waiting)
 
     @property
     def finished(self) -> bool:
         """Ended or failed, with no frame left to take."""
-        return self.state in ("ended", "failed") and self._slot is None
+        return self.state in ("ended", "failed") and not self._waiting
 
     def stop(self) -> None:
         self._stop.set()

@@ -140,17 +140,39 @@ def test_live_stream_reopens_after_a_drop_with_one_back_off_and_logs_the_gap():
     assert connections[2] - connections[1] >= 0.09  # the second attempt waited the doubled back-off
 
 
-def test_live_stream_offers_only_the_newest_frame_and_counts_the_rest_once():
+def test_live_stream_without_a_wait_offers_only_the_newest_frame_and_counts_the_rest_once():
     with MjpegCamera(np.full((48, 64, 3), 90, np.uint8), frames_per_connection=100_000, fps=200) as camera:
-        capture = capture_of(camera.url)
+        capture = capture_of(camera.url, max_wait_s=0.0)
         capture.start()
         first = take_frames(capture, 1)[0]
-        time.sleep(0.3)  # dozens of frames arrive meanwhile; the slot keeps the newest
+        time.sleep(0.3)  # dozens of frames arrive meanwhile; only the newest waits
         second = take_frames(capture, 1)[0]
+        assert capture.take() is None
         assert capture.close()
     skipped = second.index - first.index - 1
     assert skipped > 10 and capture.dropped >= skipped and second.captured > first.captured
     assert capture.dropped <= capture.frames_read - 2  # each lost frame counted once, in one place
+
+
+def test_live_frames_wait_in_order_for_at_most_the_wait_and_older_ones_are_dropped_counted():
+    wait_s = 0.3
+    with MjpegCamera(np.full((48, 64, 3), 90, np.uint8), frames_per_connection=100_000, fps=40) as camera:
+        capture = capture_of(camera.url, max_wait_s=wait_s)
+        capture.start()
+        first = take_frames(capture, 1)[0]
+        time.sleep(0.8)  # about 30 frames arrive while the scheduler is away: more than the wait holds
+        taken_at = time.monotonic()
+        burst = []
+        frame = capture.take()
+        while frame is not None:
+            burst.append(frame)
+            frame = capture.take()
+        assert capture.close()
+    indices = [f.index for f in burst]
+    assert len(burst) >= 2, indices  # a burst the box catches up on within the wait costs no frame
+    assert indices == list(range(indices[0], indices[0] + len(burst)))  # oldest first, none skipped among them
+    assert taken_at - burst[0].captured <= wait_s + 0.05  # none older than the wait (the capture's own lag aside)
+    assert capture.dropped >= indices[0] - first.index - 1 > 0  # the older ones dropped, and counted
 
 
 def test_gstreamer_pipeline_strings():

@@ -60,6 +60,7 @@ def test_a_good_file_loads_with_the_flags_defaults():
     assert door.tracks and yard.tracks  # zones imply tracking; yard asks for it
     assert door.tracking.high_score == PARSER.get_default("track_high_score")
     assert door.source_timeout_s == PARSER.get_default("source_timeout")
+    assert door.max_wait_ms == PARSER.get_default("max_wait") > 0
     assert config.models["shapes"].batch_timeout_ms == PARSER.get_default("batch_timeout")
     assert config.sinks.counts_every_s == PARSER.get_default("counts_every")
     assert config.webview.header_timeout_s == PARSER.get_default("serve_header_timeout")

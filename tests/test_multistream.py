@@ -150,6 +150,13 @@ def test_a_batch_timeout_that_is_not_positive_is_refused(demo_model, value):
     assert result.returncode == 2 and "--batch-timeout must be more than 0 ms" in result.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "20000", "nan"])
+def test_a_frame_wait_out_of_range_is_one_line_before_the_model_loads(tmp_path, value):
+    result = run_app("--model", tmp_path / "missing.onnx", "--source", "0", "--max-wait", value, "--headless")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"--max-wait must be 0 to 10000 ms, got {value}" in result.stderr and "missing.onnx" not in result.stderr
+
+
 def test_stream_names_default_by_position_and_sources_files_may_name_them(tmp_path):
     listing = tmp_path / "s.txt"
     listing.write_text("gate=rtsp://10.0.0.5/s?a=b\nvideotestsrc ! video/x-raw,width=64\n")
@@ -341,3 +348,4 @@ def test_a_file_is_decoded_scaled_by_its_plan_and_detections_come_back_in_the_so
     # pixels (the control) they are not.
     assert matched_back >= 0.9 * strong, (strong, matched_back, matched_raw)
     assert matched_raw <= 0.2 * strong, (strong, matched_back, matched_raw)
+
