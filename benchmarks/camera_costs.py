@@ -2,7 +2,8 @@
 apart from the camera app, for benchmarks/cameras.py's bound.
 
 Decoding: the process's CPU time (user + system, GStreamer's threads included) reading the source through the
-decode plan the camera chooses (streams/decoding.py, scaled to the model's input). The rest: this thread's CPU
+decode plan the camera chooses with a camera for every core (streams/decoding.py: scaled to the model's input,
+its decoder threads). The rest: this thread's CPU
 time over the decoded frames: the motion test (streams/motion.py, also the share of frames it sends to the
 detector), the detector's pre-processing, the post-processor on the network's real outputs at the camera's
 tracking score threshold, the tracker's update and prediction. Inference: the CPU time of benchmark_app's calls
@@ -25,12 +26,16 @@ from benchmarks.decode_scaling import cpu_seconds as process_cpu
 def decode_cost(location: str, codec: str, size: Tuple[int, int], frames: int,
                 skip: int = 10) -> Tuple[float, List[np.ndarray], str]:
     """(CPU seconds per frame, the frames, the plan's line) reading ``frames`` frames of ``location`` (a file or
-    rtsp:// URL) through the camera's decode plan at ``size``, after ``skip`` untimed ones (set-up)."""
+    rtsp:// URL) through the camera's decode plan at ``size`` on a box with a camera for every core (its
+    decoder threads), after ``skip`` untimed ones (set-up)."""
+    import os
+
     import cv2
 
-    from streams.decoding import DecodeRequest, available_elements, plan_decoding
+    from streams.decoding import DecodeRequest, available_elements, decoder_threads, plan_decoding
 
-    plan = plan_decoding(DecodeRequest(location, codec, size), available_elements())
+    threads = decoder_threads(os.cpu_count() or 1)
+    plan = plan_decoding(DecodeRequest(location, codec, size, threads), available_elements())
     capture = cv2.VideoCapture(plan.launch, cv2.CAP_GSTREAMER)
     got: List[np.ndarray] = []
     try:

@@ -36,6 +36,7 @@ import numpy as np
 
 from runtimes.errors import UserError
 from streams.config import StreamSpec
+from streams.decoding import MAX_DECODER_THREADS
 from streams.frame import Frame
 from streams.sources import (
     DEFAULT_TIMEOUT_S,
@@ -111,9 +112,10 @@ class CaptureOptions:
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Decoding plans (streams/decoding.py) for files and rtsp:// on a GStreamer OpenCV, frames scaled to
-    # decode_size before Python (None: the full frame, for outputs that draw).
+    # decode_size before Python (None: the full frame, for outputs that draw), a software decoder's threads.
     decode: bool = False
     decode_size: Optional[Tuple[int, int]] = None
+    decode_threads: int = MAX_DECODER_THREADS
     # A reader in place of the usual one (recording's tap with --record, apps/camera.py): given the stream's
     # name and source, a FrameReader-like object or None (the usual reader). A reader with ``time_s`` (the
     # frame's stream time) gives the frames their timestamps, so events and its encoded video share a clock.
@@ -234,7 +236,8 @@ class StreamCapture:
             if special is not None:
                 self._planned = PlannedSource(self.source, None)
             elif self._planned is None:  # probing may take the timeout: on this thread, once
-                self._planned = (plan_source(self.source, self.options.decode_size, self.options.timeout_s)
+                self._planned = (plan_source(self.source, self.options.decode_size, self.options.timeout_s,
+                                             threads=self.options.decode_threads)
                                  if self.options.decode else PlannedSource(self.source, None))
             reader: Optional[FrameReader] = special or open_reader(self._planned.spec, self.options.realtime,
                                                                    self.options.timeout_s, self.log)

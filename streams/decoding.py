@@ -8,10 +8,10 @@ to the size the model and the outputs need (the full frame only when an output a
   scaled by the VIC, ``nvvidconv``), VA-API (``vah264dec``/``vah265dec`` + ``vapostproc``, or gstreamer-vaapi's
   ``vaapih264dec``/``vaapih265dec`` + ``vaapipostproc``), Intel Quick Sync (``qsvh264dec`` + ``qsvvpp``, or
   Media SDK's ``msdkh264dec`` + ``msdkvpp``);
-- otherwise software (``avdec_h264``/``avdec_h265``, else ``openh264dec``/``libde265dec``) with its threads
-  bounded (each stream would otherwise start a thread per core), scaled by ``videoscale`` in the decoder's
-  own YUV, then ``videoconvert`` to BGR at the small size (``videoconvertscale`` in one pass where there is no
-  ``videoscale``: the one pass cost 1.0 ms more CPU a 1080p frame, docs/multistream.md);
+- otherwise software (``avdec_h264``/``avdec_h265``, else ``openh264dec``/``libde265dec``) with its threads bounded
+  (each stream would otherwise start a thread per core; :func:`decoder_threads`), scaled by ``videoscale`` in the
+  decoder's own YUV, then ``videoconvert`` to BGR at the small size (``videoconvertscale`` in one pass where there
+  is no ``videoscale``: the one pass cost 1.0 ms more CPU a 1080p frame, docs/multistream.md);
 - a codec that is not known (the probe failed, or neither H.264 nor H.265): ``decodebin`` chooses.
 
 :func:`plan_decoding` is pure: (:class:`DecodeRequest`, the GStreamer elements there are) -> :class:`DecodePlan`,
@@ -26,6 +26,7 @@ box's GStreamer (PyGObject, else ``gst-inspect-1.0``); importing this module nee
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -40,6 +41,7 @@ CODECS = {"h264": "H.264", "h265": "H.265"}
 LIVE_APPSINK = "appsink drop=true max-buffers=1 sync=false"  # a live source: the newest frame, stale ones dropped
 FILE_APPSINK = "appsink drop=false max-buffers=1 sync=false"  # a file: every frame, read as fast as it is taken
 TO_BGR = "videoconvert ! video/x-raw,format=BGR"
+MAX_DECODER_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class DecodeRequest:
     location: str
     codec: str = ""
     size: Optional[Size] = None
-    threads: int = 2
+    threads: int = MAX_DECODER_THREADS
     latency_ms: int = 0
 
     def __post_init__(self) -> None:
@@ -180,6 +182,16 @@ def _software_plan(request: DecodeRequest, has, why: str) -> DecodePlan:
     return DecodePlan(f"{_source(request)} ! {element} ! {scale} ! {sink}", decoder, scaler, False,
                       f"{CODECS[request.codec]} {request.location}: {decoder} (software, {threads}; {why}), "
                       f"{_size_words(request.size, scaler)}")
+
+
+def decoder_threads(streams: int, cores: Optional[int] = None) -> int:
+    """A software decoder's threads for each of ``streams`` streams on ``cores`` cores (None: this machine's):
+    the cores a stream has to itself, 1 to :data:`MAX_DECODER_THREADS`. A second thread only speeds a stream up
+    where a core would idle beside it, and costs CPU of its own (it hands frames to and waits for the first):
+    with a stream for every core, one thread each decodes more frames on the same cores
+    (docs/multistream.md, "Decoder threads")."""
+    cores = cores if cores is not None else os.cpu_count() or 1
+    return max(1, min(MAX_DECODER_THREADS, cores // max(streams, 1)))
 
 
 def plan_decoding(request: DecodeRequest, available: Optional[Iterable[str]], hardware: bool = True) -> DecodePlan:

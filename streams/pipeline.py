@@ -26,7 +26,7 @@ from runtimes.detections import Detections
 from runtimes.detector import Detector
 from runtimes.errors import UserError
 from streams.capture import CaptureOptions, StreamCapture, StreamSource
-from streams.decoding import decode_size
+from streams.decoding import decode_size, decoder_threads
 from streams.frame import Frame, FrameResult, in_source_pixels
 from streams.gating import Decision, FrameGate, GateOptions
 from streams.outputs import VideoOutput, video_paths
@@ -220,11 +220,14 @@ class Pipeline:
                                                       if path is not None else None, threaded=self.annotate)
 
     def _capture_options(self, stream: str) -> CaptureOptions:
-        """The stream's capture options with the size decoding plans scale to: the model's input, or the full frame
-        when an output draws (streams/decoding.decode_size)."""
+        """The stream's capture options with the size decoding plans scale to (the model's input, or the full frame
+        when an output draws: streams/decoding.decode_size) and a software decoder's threads for the streams
+        served (streams/decoding.decoder_threads, a stream added counted with those running)."""
         model = (self.detector.meta.input_width, self.detector.meta.input_height)
         size = decode_size(model, [None] if self.annotate else [])
-        return dataclasses.replace(self.options.capture_of.get(stream, self.options.capture), decode_size=size)
+        threads = decoder_threads(max(len(self.streams), len(self.outputs) + 1))
+        return dataclasses.replace(self.options.capture_of.get(stream, self.options.capture), decode_size=size,
+                                   decode_threads=threads)
 
     def _report_opened(self) -> None:
         """Log each stream's first attempt; UserError (captures closed) when every stream failed it."""

@@ -21,6 +21,7 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 
 from runtimes.errors import UserError
+from streams.decoding import MAX_DECODER_THREADS
 
 Read = Tuple[int, np.ndarray]  # (frame number since the reader opened, (H, W, 3) uint8 BGR frame)
 DEFAULT_TIMEOUT_S = 5.0  # a live source that delivers no frame for this long is given up and reopened
@@ -149,9 +150,10 @@ class PlannedSource:
 
 
 def plan_source(spec: SourceSpec, size: Optional[Tuple[int, int]], timeout_s: float = DEFAULT_TIMEOUT_S,
-                elements: Optional[frozenset] = None) -> PlannedSource:
+                elements: Optional[frozenset] = None, threads: int = MAX_DECODER_THREADS) -> PlannedSource:
     """A file or ``rtsp://`` source on a GStreamer OpenCV with :func:`streams.decoding.decode_attempts` before
-    its own attempts: the cheapest decoder, frames scaled to ``size`` (None: full frame) in the pipeline. The
+    its own attempts: the cheapest decoder (a software one with ``threads``), frames scaled to ``size`` (None:
+    full frame) in the pipeline. The
     source's size comes from a probe; when it cannot be probed, the frames are decoded at full size (boxes
     could not be given in the source's pixels otherwise). Other sources come back as they are."""
     import cv2
@@ -162,7 +164,7 @@ def plan_source(spec: SourceSpec, size: Optional[Tuple[int, int]], timeout_s: fl
     if not (is_file or re.match(r"rtsps?://", spec.text)) or not has_gstreamer():
         return PlannedSource(spec, None)
     probe = probe_source(spec.text, timeout_s)
-    request = DecodeRequest(spec.text, probe.codec, size if probe.size is not None else None)
+    request = DecodeRequest(spec.text, probe.codec, size if probe.size is not None else None, threads)
     plans = decode_attempts(request, available_elements() if elements is None else elements)
     attempts = [(plan.reason, (plan.launch, cv2.CAP_GSTREAMER)) for plan in plans]
     return PlannedSource(SourceSpec(spec.text, spec.live, attempts + spec.attempts, spec.folder), probe.size)

@@ -18,6 +18,7 @@ from streams.decoding import (
     DecodeRequest,
     decode_attempts,
     decode_size,
+    decoder_threads,
     plan_decoding,
 )
 from tests.system_python import SYSTEM_PYTHON, run_system_python
@@ -90,6 +91,15 @@ def test_software_decoding_bounds_its_threads_and_says_why_no_hardware_was_used(
     blind = plan_decoding(DecodeRequest("/v.mp4", "h265"), None)  # nothing to ask: software, and it says so
     assert blind.decoder == "avdec_h265" and "GStreamer's elements not known here" in blind.reason
     assert len(decode_attempts(DecodeRequest("/v.mp4", "h265"), SOFTWARE)) == 1
+
+
+def test_a_software_decoder_gets_the_cores_its_stream_has_to_itself_one_or_two():
+    # One stream on 2 cores decodes on both; from a stream a core on, each decoder has one thread (a second only
+    # costs CPU then), and never more than two however many cores there are.
+    assert [decoder_threads(streams, cores=2) for streams in (0, 1, 2, 3, 16)] == [2, 2, 1, 1, 1]
+    assert [decoder_threads(streams, cores=8) for streams in (1, 4, 5, 8, 9)] == [2, 2, 1, 1, 1]
+    plan = plan_decoding(DecodeRequest("/v.mp4", "h265", (300, 300), decoder_threads(4, cores=2)), SOFTWARE)
+    assert "avdec_h265 max-threads=1 ! " in plan.launch and "avdec_h265 (software, 1 thread;" in plan.reason
 
 
 def test_bad_requests_are_one_line_and_the_size_serves_the_model_and_the_outputs():

@@ -349,3 +349,17 @@ def test_a_file_is_decoded_scaled_by_its_plan_and_detections_come_back_in_the_so
     assert matched_back >= 0.9 * strong, (strong, matched_back, matched_raw)
     assert matched_raw <= 0.2 * strong, (strong, matched_back, matched_raw)
 
+
+def test_a_pipeline_gives_each_streams_decoder_the_cores_the_streams_leave_it(tmp_path, demo_model, images,
+                                                                               monkeypatch):
+    import streams.decoding
+    from streams.pipeline import Pipeline, PipelineOptions
+
+    monkeypatch.setattr(streams.decoding.os, "cpu_count", lambda: 2)  # the box: 2 cores
+    video = write_video(tmp_path / "clip.avi", images[:2])
+    with load_detector(demo_model[1]) as detector:
+        for count, threads in ((1, 2), (2, 1), (5, 1)):
+            specs = [StreamSpec(f"cam{k}", str(video)) for k in range(count)]
+            pipeline = Pipeline(detector, parse_streams(specs, CsiOptions()), plan_schedule(detector, count),
+                                PipelineOptions(), log=lambda _: None)
+            assert {pipeline._capture_options(s.name).decode_threads for s in specs} == {threads}, count
