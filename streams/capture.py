@@ -52,7 +52,8 @@ from streams.sources import (
 THREAD_PREFIX = "capture-"  # the grab threads' names
 # How long a live frame may wait for the scheduler. Dropping a decoded frame throws away the CPU that went into
 # decoding it (most of a 1080p camera's); 120 ms is 3 frames at 25 FPS, and keeps the p95 latency (capture to
-# result) inside the 200 ms that camera work allows (docs/multistream.md, "Frames waiting").
+# result) within the 200 ms benchmarks/cameras.py allows (docs/multistream.md, "Frames waiting; one decoder
+# thread a camera").
 DEFAULT_MAX_WAIT_S = 0.12
 
 

@@ -189,7 +189,7 @@ def decoder_threads(streams: int, cores: Optional[int] = None) -> int:
     the cores a stream has to itself, 1 to :data:`MAX_DECODER_THREADS`. A second thread only speeds a stream up
     where a core would idle beside it, and costs CPU of its own (it hands frames to and waits for the first):
     with a stream for every core, one thread each decodes more frames on the same cores
-    (docs/multistream.md, "Decoder threads")."""
+    (docs/multistream.md, "Frames waiting; one decoder thread a camera")."""
     cores = cores if cores is not None else os.cpu_count() or 1
     return max(1, min(MAX_DECODER_THREADS, cores // max(streams, 1)))
 
