@@ -1,9 +1,9 @@
 """What one frame of a 1080p camera costs this box, step by step (benchmarks/camera_bound.FrameCosts), measured
 apart from the camera app, for benchmarks/cameras.py's bound.
 
-Decoding: the process's CPU time (user + system, GStreamer's threads included) reading the source through the
+Decoding: the process's CPU time (user + system, GStreamer's threads included) reading sources through the
 decode plan the camera chooses with a camera for every core (streams/decoding.py: scaled to the model's input,
-its decoder threads). The rest: this thread's CPU
+its decoder threads), one alone or several at once. The rest: this thread's CPU
 time over the decoded frames: the motion test (streams/motion.py, also the share of frames it sends to the
 detector), the detector's pre-processing, the post-processor on the network's real outputs at the camera's
 tracking score threshold, the tracker's update and prediction. Inference: the CPU time of benchmark_app's calls
@@ -23,36 +23,55 @@ from benchmarks.camera_bound import FrameCosts
 from benchmarks.decode_scaling import cpu_seconds as process_cpu
 
 
-def decode_cost(location: str, codec: str, size: Tuple[int, int], frames: int,
+def decode_cost(locations: Sequence[str], codec: str, size: Tuple[int, int], frames: int,
                 skip: int = 10) -> Tuple[float, List[np.ndarray], str]:
-    """(CPU seconds per frame, the frames, the plan's line) reading ``frames`` frames of ``location`` (a file or
-    rtsp:// URL) through the camera's decode plan at ``size`` on a box with a camera for every core (its
-    decoder threads), after ``skip`` untimed ones (set-up)."""
+    """(CPU seconds per frame, the first location's frames, the plan's line) reading ``frames`` frames of each
+    of ``locations`` (files or rtsp:// URLs) at once, a thread each, through the camera's decode plan at
+    ``size`` on a box with a camera for every core (its decoder threads), after ``skip`` untimed ones
+    (set-up). Several at once, as a full box decodes them: decoders that share the caches and the memory
+    cost more a frame than one alone (docs/multistream.md, "The bound")."""
     import os
+    import threading
 
     import cv2
 
     from streams.decoding import DecodeRequest, available_elements, decoder_threads, plan_decoding
 
     threads = decoder_threads(os.cpu_count() or 1)
-    plan = plan_decoding(DecodeRequest(location, codec, size, threads), available_elements())
-    capture = cv2.VideoCapture(plan.launch, cv2.CAP_GSTREAMER)
-    got: List[np.ndarray] = []
-    try:
-        for _ in range(skip):
-            capture.read()
-        started = process_cpu()
-        while len(got) < frames:
+    plans = [plan_decoding(DecodeRequest(location, codec, size, threads), available_elements())
+             for location in locations]
+    captures = [cv2.VideoCapture(plan.launch, cv2.CAP_GSTREAMER) for plan in plans]
+    got: List[List[np.ndarray]] = [[] for _ in captures]
+    ready = threading.Barrier(len(captures) + 1)
+
+    def read(capture, into: List[np.ndarray]) -> None:
+        try:
+            for _ in range(skip):
+                capture.read()
+        finally:
+            ready.wait()
+        while len(into) < frames:  # (OpenCV lets go of the GIL while it reads)
             ok, frame = capture.read()
             if not ok:
                 break
-            got.append(frame)
+            into.append(frame)
+
+    readers = [threading.Thread(target=read, args=(c, into), daemon=True) for c, into in zip(captures, got)]
+    try:
+        for reader in readers:
+            reader.start()
+        ready.wait()
+        started = process_cpu()
+        for reader in readers:
+            reader.join()
         spent = process_cpu() - started
     finally:
-        capture.release()
-    if len(got) < frames // 2:
-        raise RuntimeError(f"{location}: read {len(got)} of {frames} frames through {plan.launch}")
-    return spent / len(got), got, plan.reason
+        for capture in captures:
+            capture.release()
+    for location, plan, frames_read in zip(locations, plans, got):
+        if len(frames_read) < frames // 2:
+            raise RuntimeError(f"{location}: read {len(frames_read)} of {frames} frames through {plan.launch}")
+    return spent / sum(len(f) for f in got), got[0], plans[0].reason
 
 
 def thread_seconds(work, repeat: int = 1) -> float:

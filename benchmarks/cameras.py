@@ -20,13 +20,14 @@ result). N is searched from the bound (benchmarks/camera_bound.largest_held): up
 down to the cameras its worst stream kept up with (N x handled / 95%), then up by one again.
 
 The bound, per codec and transport (benchmarks/camera_costs.py, benchmarks/camera_bound.py): the CPU time of
-decoding and scaling a frame, the motion test, pre- and post-processing, tracking, and a network call
-(benchmark_app's); decoding and the call are measured before and after the codec's runs (the mean). A camera costs
-25 x the mean CPU per frame each second, and bound N = cores / that: what the box would hold were its cores the
-app's alone. Each run also gives the cores the app kept busy, beside what the bound's costs predict for its N (more:
-the app's own overhead; less: other processes took the cores). The app needs OpenVINO and OpenCV with GStreamer in
-one process: this script runs itself in a venv made from the system Python (Debian's OpenCV 4.6 with GStreamer,
-numpy 1.x) with ``--system-site-packages`` and pip's openvino (.cache/camera-venv, made when missing).
+decoding and scaling a frame (with a camera a core decoding at once, as on a full box: the decoders share the
+caches; one camera alone is printed beside it), the motion test, pre- and post-processing, tracking, and a network
+call (benchmark_app's); decoding and the call are measured before and after the codec's runs (the mean). A camera
+costs 25 x the mean CPU per frame each second, and bound N = cores / that: what the box would hold were its cores
+the app's alone. Each run also gives the cores the app kept busy, beside what the bound's costs predict for its N
+(more: the app's own overhead; less: other processes took the cores). The app needs OpenVINO and OpenCV with
+GStreamer in one process: this script runs itself in a venv made from the system Python (Debian's OpenCV 4.6 with
+GStreamer, numpy 1.x) with ``--system-site-packages`` and pip's openvino (.cache/camera-venv, made when missing).
 """
 
 from __future__ import annotations
@@ -241,15 +242,16 @@ class Bound:
     motion_share: float
     size: Tuple[int, int]  # the model's input: what the decode plan scales to
     plan: str = ""
-    decode: List[float] = field(default_factory=list)  # CPU s a frame decoded and scaled
+    decode_alone: float = 0.0  # CPU s a frame decoded and scaled, one camera alone (for the record)
+    decode: List[float] = field(default_factory=list)  # the same with a camera a core decoding at once
     inference: List[float] = field(default_factory=list)  # CPU s a call
     throughput: List[float] = field(default_factory=list)  # benchmark_app's images/s meanwhile
 
-    def measure_again(self, location: str, codec: str, model: Path, frames: int, seconds: float) -> None:
-        """Decoding's and the network call's costs once more (after the runs)."""
+    def measure_again(self, locations: Sequence[str], codec: str, model: Path, frames: int, seconds: float) -> None:
+        """Decoding's (a camera a core of ``locations``) and the network call's costs once more (after the runs)."""
         from benchmarks.camera_costs import decode_cost, inference_cost
 
-        self.decode.append(decode_cost(location, codec, self.size, frames)[0])
+        self.decode.append(decode_cost(locations, codec, self.size, frames)[0])
         cpu, images_per_s = inference_cost(model, seconds)
         self.inference.append(cpu)
         self.throughput.append(images_per_s)
@@ -267,9 +269,9 @@ class Bound:
         return bound_cameras(cores, camera_load(self.costs(setting), fps, self.share(setting)))
 
 
-def measure_bound(location: str, codec: str, model: Path, frames: int, app_seconds: float) -> Bound:
-    """The costs of ``frames`` frames of ``location`` through the camera's decode plan, and one inference
-    measurement."""
+def measure_bound(locations: Sequence[str], codec: str, model: Path, frames: int, app_seconds: float) -> Bound:
+    """The costs of ``frames`` frames through the camera's decode plan: of the first of ``locations`` alone,
+    then of as many as there are (a camera a core) at once; and one inference measurement."""
     from apps.camera import build_parser, model_setup
     from benchmarks.camera_costs import decode_cost, host_costs, inference_cost, motion_cost
     from streams.model_setup import load
@@ -277,11 +279,12 @@ def measure_bound(location: str, codec: str, model: Path, frames: int, app_secon
     args = build_parser().parse_args(["--model", str(model), "--track", "--async-depth", "1"])
     with load(model_setup(args), max_batch=1) as detector:  # the app's score threshold with --track, one request
         size = (detector.meta.input_width, detector.meta.input_height)
-        decode, decoded, plan = decode_cost(location, codec, size, frames)
+        alone, decoded, plan = decode_cost(locations[:1], codec, size, frames)
         gate, share = motion_cost(decoded)
         host = host_costs(detector, decoded)
+    together = decode_cost(locations, codec, size, frames)[0]
     cpu, images_per_s = inference_cost(model, app_seconds)
-    return Bound(host, gate, share, size, plan, [decode], [cpu], [images_per_s])
+    return Bound(host, gate, share, size, plan, alone, [together], [cpu], [images_per_s])
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------
@@ -359,15 +362,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 locations = [str(videos[f"{codec}-p{phase}"]) if transport == "file"
                              else f"rtsp://127.0.0.1:{port}/{codec}-p{phase}" for phase in range(PHASES)]
                 frames = args.cost_frames if transport == "file" else min(args.cost_frames, 100)
-                bound = bounds[(codec, transport)] = measure_bound(locations[0], codec, args.model, frames,
+                full = [locations[k % len(locations)] for k in range(cores)]  # a camera a core
+                bound = bounds[(codec, transport)] = measure_bound(full, codec, args.model, frames,
                                                                    args.app_seconds)
-                print(f"{codec} {transport}: {bound.plan}; decode {1000 * bound.decode[0]:.2f} ms/frame, load "
-                      f"{os.getloadavg()[0]:.1f}", flush=True)
+                print(f"{codec} {transport}: {bound.plan}; decode {1000 * bound.decode_alone:.2f} ms/frame alone, "
+                      f"{1000 * bound.decode[0]:.2f} with {cores} at once, load {os.getloadavg()[0]:.1f}", flush=True)
                 for setting in args.settings:
                     results[(codec, transport, setting)] = search(
                         args, Case(codec, transport, setting, tuple(locations)), bound.cameras(setting, cores, FPS),
                         folder, server.pid if server is not None else None, began)
-                bound.measure_again(locations[0], codec, args.model, frames, args.app_seconds)
+                bound.measure_again(full, codec, args.model, frames, args.app_seconds)
     finally:
         if server is not None and server.stdin is not None:
             server.stdin.close()
@@ -425,14 +429,15 @@ def cpu_model() -> str:
 
 def report(args: argparse.Namespace, results: Dict[Tuple[str, str, str], Tuple[int, float, List[Run]]],
            bounds: Dict[Tuple[str, str], Bound], cores: int, fps: float) -> None:
-    print(f"\n## per-frame costs, CPU ms ({cores} cores; decoding, inference (CPU a call) and benchmark_app's "
-          "images/s before / after the runs)\n")
-    print("| codec | transport | decode + scale | motion test (share detected) | pre | post | track | predict "
-          "| inference | images/s | detections/frame |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\n## per-frame costs, CPU ms ({cores} cores; decoding with {cores} cameras at once, inference (CPU a "
+          "call) and benchmark_app's images/s before / after the runs)\n")
+    print("| codec | transport | decode + scale: alone | at once | motion test (share detected) | pre | post | track "
+          "| predict | inference | images/s | detections/frame |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (codec, transport), b in bounds.items():
         h = b.host
-        print(f"| {codec} | {transport} | " + " / ".join(f"{1000 * v:.2f}" for v in b.decode)
+        print(f"| {codec} | {transport} | {1000 * b.decode_alone:.2f} | "
+              + " / ".join(f"{1000 * v:.2f}" for v in b.decode)
               + f" | {1000 * b.gate:.2f} ({b.motion_share:.2f}) | "
               f"{1000 * h['preprocess']:.2f} | {1000 * h['postprocess']:.2f} | {1000 * h['track']:.3f} | "
               f"{1000 * h['predict']:.3f} | " + " / ".join(f"{1000 * v:.2f}" for v in b.inference)
