@@ -69,6 +69,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(missing, pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_home_of_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Caches the code under test keeps in the user's ``$XDG_CACHE_HOME`` (the camera's measured schedules,
+    streams/schedule_probe.py) go to a folder of this run's, for it and the processes it starts: a test run
+    leaves nothing in ~/.cache and finds nothing an earlier run left there."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def voc_mini() -> Path:
     missing = _voc_mini_missing()
