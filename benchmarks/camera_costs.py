@@ -23,13 +23,14 @@ from benchmarks.camera_bound import FrameCosts
 from benchmarks.decode_scaling import cpu_seconds as process_cpu
 
 
-def decode_cost(locations: Sequence[str], codec: str, size: Tuple[int, int], frames: int,
+def decode_cost(locations: Sequence[str], codec: str, size: Tuple[int, int], frames: int, fps: float,
                 skip: int = 10) -> Tuple[float, List[np.ndarray], str]:
     """(CPU seconds per frame, the first location's frames, the plan's line) reading ``frames`` frames of each
-    of ``locations`` (files or rtsp:// URLs) at once, a thread each, through the camera's decode plan at
-    ``size`` on a box with a camera for every core (its decoder threads), after ``skip`` untimed ones
-    (set-up). Several at once, as a full box decodes them: decoders that share the caches and the memory
-    cost more a frame than one alone (docs/multistream.md, "The bound")."""
+    of ``locations`` (files or rtsp:// URLs) at once, a thread each, ``fps`` frames a second each, through the
+    camera's decode plan at ``size`` on a box with a camera for every core (its decoder threads), after
+    ``skip`` untimed ones (set-up). As a full box decodes cameras: several at once, sharing the caches and
+    the memory, each frame decoded when it is due (a decoder woken for each frame costs more a frame than
+    one decoding a file flat out; docs/multistream.md, "The bound")."""
     import os
     import threading
 
@@ -50,7 +51,11 @@ def decode_cost(locations: Sequence[str], codec: str, size: Tuple[int, int], fra
                 capture.read()
         finally:
             ready.wait()
+        start = time.monotonic()
         while len(into) < frames:  # (OpenCV lets go of the GIL while it reads)
+            early = start + len(into) / fps - time.monotonic()
+            if early > 0:
+                time.sleep(early)  # the frame is not due yet: a camera's pace
             ok, frame = capture.read()
             if not ok:
                 break

@@ -20,14 +20,15 @@ result). N is searched from the bound (benchmarks/camera_bound.largest_held): up
 down to the cameras its worst stream kept up with (N x handled / 95%), then up by one again.
 
 The bound, per codec and transport (benchmarks/camera_costs.py, benchmarks/camera_bound.py): the CPU time of
-decoding and scaling a frame (with a camera a core decoding at once, as on a full box: the decoders share the
-caches; one camera alone is printed beside it), the motion test, pre- and post-processing, tracking, and a network
-call (benchmark_app's); decoding and the call are measured before and after the codec's runs (the mean). A camera
-costs 25 x the mean CPU per frame each second, and bound N = cores / that: what the box would hold were its cores
-the app's alone. Each run also gives the cores the app kept busy, beside what the bound's costs predict for its N
-(more: the app's own overhead; less: other processes took the cores). The app needs OpenVINO and OpenCV with
-GStreamer in one process: this script runs itself in a venv made from the system Python (Debian's OpenCV 4.6 with
-GStreamer, numpy 1.x) with ``--system-site-packages`` and pip's openvino (.cache/camera-venv, made when missing).
+decoding and scaling a frame (with a camera a core decoding at once, each at 25 frames a second, as on a full box:
+the decoders share the caches and wake for each frame; one camera alone is printed beside it), the motion test, pre-
+and post-processing, tracking, and a network call (benchmark_app's); decoding and the call are measured before and
+after the codec's runs (the mean). A camera costs 25 x the mean CPU per frame each second, and bound N = cores /
+that: what the box would hold were its cores the app's alone. Each run also gives the cores the app kept busy,
+beside what the bound's costs predict for its N (more: the app's own overhead; less: other processes took the
+cores). The app needs OpenVINO and OpenCV with GStreamer in one process: this script runs itself in a venv made from
+the system Python (Debian's OpenCV 4.6 with GStreamer, numpy 1.x) with ``--system-site-packages`` and pip's openvino
+(.cache/camera-venv, made when missing).
 """
 
 from __future__ import annotations
@@ -250,8 +251,9 @@ class Bound:
     def measure_again(self, locations: Sequence[str], codec: str, model: Path, frames: int, seconds: float) -> None:
         """Decoding's (a camera a core of ``locations``) and the network call's costs once more (after the runs)."""
         from benchmarks.camera_costs import decode_cost, inference_cost
+        from benchmarks.camera_scene import FPS
 
-        self.decode.append(decode_cost(locations, codec, self.size, frames)[0])
+        self.decode.append(decode_cost(locations, codec, self.size, frames, FPS)[0])
         cpu, images_per_s = inference_cost(model, seconds)
         self.inference.append(cpu)
         self.throughput.append(images_per_s)
@@ -274,15 +276,16 @@ def measure_bound(locations: Sequence[str], codec: str, model: Path, frames: int
     then of as many as there are (a camera a core) at once; and one inference measurement."""
     from apps.camera import build_parser, model_setup
     from benchmarks.camera_costs import decode_cost, host_costs, inference_cost, motion_cost
+    from benchmarks.camera_scene import FPS
     from streams.model_setup import load
 
     args = build_parser().parse_args(["--model", str(model), "--track", "--async-depth", "1"])
     with load(model_setup(args), max_batch=1) as detector:  # the app's score threshold with --track, one request
         size = (detector.meta.input_width, detector.meta.input_height)
-        alone, decoded, plan = decode_cost(locations[:1], codec, size, frames)
+        alone, decoded, plan = decode_cost(locations[:1], codec, size, frames, FPS)
         gate, share = motion_cost(decoded)
         host = host_costs(detector, decoded)
-    together = decode_cost(locations, codec, size, frames)[0]
+    together = decode_cost(locations, codec, size, frames, FPS)[0]
     cpu, images_per_s = inference_cost(model, app_seconds)
     return Bound(host, gate, share, size, plan, alone, [together], [cpu], [images_per_s])
 
