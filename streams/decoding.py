@@ -11,7 +11,7 @@ to the size the model and the outputs need (the full frame only when an output a
 - otherwise software (``avdec_h264``/``avdec_h265``, else ``openh264dec``/``libde265dec``) with its threads bounded
   (each stream would otherwise start a thread per core; :func:`decoder_threads`), scaled by ``videoscale`` in the
   decoder's own YUV, then ``videoconvert`` to BGR at the small size (``videoconvertscale`` in one pass where there
-  is no ``videoscale``: the one pass cost 1.0 ms more CPU a 1080p frame, docs/multistream.md);
+  is no ``videoscale``: the one pass costs more CPU a frame, docs/multistream.md, "Scaling in YUV");
 - a codec that is not known (the probe failed, or neither H.264 nor H.265): ``decodebin`` chooses.
 
 :func:`plan_decoding` is pure: (:class:`DecodeRequest`, the GStreamer elements there are) -> :class:`DecodePlan`,
@@ -151,7 +151,7 @@ def _software_scale(size: Optional[Size], has) -> Tuple[str, str]:
     if has("videoconvertscale") and not has("videoscale"):
         return f"videoconvertscale add-borders=false ! video/x-raw,format=BGR{_caps(size)}", "videoconvertscale"
     # Scaled in the decoder's YUV (1.5 bytes a pixel), converted once small: cheaper than one pass that
-    # converts and scales together (1080p to 320x320: 4.7 against 5.7 ms a frame with H.264's decoding).
+    # converts and scales together (docs/multistream.md, "Scaling in YUV").
     return f"videoscale add-borders=false ! video/x-raw{_caps(size)} ! {TO_BGR}", "videoscale"
 
 
