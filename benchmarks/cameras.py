@@ -248,8 +248,10 @@ class Bound:
     inference: List[float] = field(default_factory=list)  # CPU s a call
     throughput: List[float] = field(default_factory=list)  # benchmark_app's images/s meanwhile
 
-    def measure_again(self, locations: Sequence[str], codec: str, model: Path, frames: int, seconds: float) -> None:
-        """Decoding's (a camera a core of ``locations``) and the network call's costs once more (after the runs)."""
+    def measure_drifting(self, locations: Sequence[str], codec: str, model: Path, frames: int,
+                         seconds: float) -> None:
+        """The costs that drift over a run, measured once more: decoding (a camera a core of ``locations``)
+        and the network call."""
         from benchmarks.camera_costs import decode_cost, inference_cost
         from benchmarks.camera_scene import FPS
 
@@ -275,7 +277,7 @@ def measure_bound(locations: Sequence[str], codec: str, model: Path, frames: int
     """The costs of ``frames`` frames through the camera's decode plan: of the first of ``locations`` alone,
     then of as many as there are (a camera a core) at once; and one inference measurement."""
     from apps.camera import build_parser, model_setup
-    from benchmarks.camera_costs import decode_cost, host_costs, inference_cost, motion_cost
+    from benchmarks.camera_costs import decode_cost, host_costs, motion_cost
     from benchmarks.camera_scene import FPS
     from streams.model_setup import load
 
@@ -285,9 +287,9 @@ def measure_bound(locations: Sequence[str], codec: str, model: Path, frames: int
         alone, decoded, plan = decode_cost(locations[:1], codec, size, frames, FPS)
         gate, share = motion_cost(decoded)
         host = host_costs(detector, decoded)
-    together = decode_cost(locations, codec, size, frames, FPS)[0]
-    cpu, images_per_s = inference_cost(model, app_seconds)
-    return Bound(host, gate, share, size, plan, alone, [together], [cpu], [images_per_s])
+    bound = Bound(host, gate, share, size, plan, alone)
+    bound.measure_drifting(locations, codec, model, frames, app_seconds)
+    return bound
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------
@@ -365,7 +367,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 locations = [str(videos[f"{codec}-p{phase}"]) if transport == "file"
                              else f"rtsp://127.0.0.1:{port}/{codec}-p{phase}" for phase in range(PHASES)]
                 frames = args.cost_frames if transport == "file" else min(args.cost_frames, 100)
-                full = [locations[k % len(locations)] for k in range(cores)]  # a camera a core
+                full = cameras_of(locations, cores)  # a camera a core
                 bound = bounds[(codec, transport)] = measure_bound(full, codec, args.model, frames,
                                                                    args.app_seconds)
                 print(f"{codec} {transport}: {bound.plan}; decode {1000 * bound.decode_alone:.2f} ms/frame alone, "
@@ -374,7 +376,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     results[(codec, transport, setting)] = search(
                         args, Case(codec, transport, setting, tuple(locations)), bound.cameras(setting, cores, FPS),
                         folder, server.pid if server is not None else None, began)
-                bound.measure_again(full, codec, args.model, frames, args.app_seconds)
+                bound.measure_drifting(full, codec, args.model, frames, args.app_seconds)
     finally:
         if server is not None and server.stdin is not None:
             server.stdin.close()
@@ -394,8 +396,12 @@ class Case:
     locations: Tuple[str, ...]
 
     def sources(self, cameras: int) -> List[str]:
-        """The sources of ``cameras`` cameras: camera k plays phase k mod the phases."""
-        return [self.locations[k % len(self.locations)] for k in range(cameras)]
+        return cameras_of(self.locations, cameras)
+
+
+def cameras_of(locations: Sequence[str], cameras: int) -> List[str]:
+    """The sources of ``cameras`` cameras: camera k plays phase k mod the phases (``locations``, one a phase)."""
+    return [locations[k % len(locations)] for k in range(cameras)]
 
 
 def search(args: argparse.Namespace, case: Case, bound: float, folder: Path, server_pid: Optional[int],
